@@ -45,10 +45,17 @@ pub mod flag {
 pub enum Keys {
     None,
     /// Keys at `first`, `first+step`, ... up to `last` (negative counts from the end).
-    Range { first: i8, last: i8, step: u8 },
+    Range {
+        first: i8,
+        last: i8,
+        step: u8,
+    },
     /// A count at `numkeys_at` followed by that many keys; `fixed` is an extra
     /// key before the count (the destination of `ZUNIONSTORE`), 0 if none.
-    NumKeys { fixed: u8, numkeys_at: u8 },
+    NumKeys {
+        fixed: u8,
+        numkeys_at: u8,
+    },
 }
 
 #[derive(Debug)]
@@ -69,7 +76,11 @@ impl CommandSpec {
 
     pub fn arity_ok(&self, argc: usize) -> bool {
         let a = self.arity;
-        if a >= 0 { argc == a as usize } else { argc >= (-a) as usize }
+        if a >= 0 {
+            argc == a as usize
+        } else {
+            argc >= (-a) as usize
+        }
     }
 
     /// `(first, last, step)` as `COMMAND INFO` reports them.
@@ -95,7 +106,11 @@ impl CommandSpec {
             Keys::None => {}
             Keys::Range { first, last, step } => {
                 let first = first as i64;
-                let last = if last < 0 { n + last as i64 } else { (last as i64).min(n - 1) };
+                let last = if last < 0 {
+                    n + last as i64
+                } else {
+                    (last as i64).min(n - 1)
+                };
                 let mut i = first;
                 while i <= last && i < n {
                     out.push(i as usize);
@@ -135,7 +150,13 @@ const N: Keys = Keys::None;
 
 macro_rules! cmd {
     ($name:literal, $arity:expr, $flags:expr, $keys:expr, $group:literal) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: $keys, group: $group }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: $keys,
+            group: $group,
+        }
     };
 }
 
@@ -144,35 +165,131 @@ pub static COMMANDS: &[CommandSpec] = &[
     // connection
     cmd!("ping", -1, FAST | STALE, N, "connection"),
     cmd!("echo", 2, FAST, N, "connection"),
-    cmd!("quit", -1, FAST | STALE | NO_AUTH | LOADING, N, "connection"),
+    cmd!(
+        "quit",
+        -1,
+        FAST | STALE | NO_AUTH | LOADING,
+        N,
+        "connection"
+    ),
     cmd!("select", 2, FAST | LOADING | STALE, N, "connection"),
-    cmd!("hello", -1, FAST | NO_AUTH | LOADING | STALE | NOSCRIPT, N, "connection"),
-    cmd!("auth", -2, FAST | NO_AUTH | LOADING | STALE | NOSCRIPT, N, "connection"),
-    cmd!("client", -2, ADMIN | NOSCRIPT | LOADING | STALE, N, "connection"),
-    cmd!("reset", 1, FAST | NO_AUTH | LOADING | STALE | NOSCRIPT | NO_MULTI, N, "connection"),
+    cmd!(
+        "hello",
+        -1,
+        FAST | NO_AUTH | LOADING | STALE | NOSCRIPT,
+        N,
+        "connection"
+    ),
+    cmd!(
+        "auth",
+        -2,
+        FAST | NO_AUTH | LOADING | STALE | NOSCRIPT,
+        N,
+        "connection"
+    ),
+    cmd!(
+        "client",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        N,
+        "connection"
+    ),
+    cmd!(
+        "reset",
+        1,
+        FAST | NO_AUTH | LOADING | STALE | NOSCRIPT | NO_MULTI,
+        N,
+        "connection"
+    ),
     // server
     cmd!("command", -1, LOADING | STALE, N, "server"),
-    cmd!("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, N, "server"),
+    cmd!(
+        "config",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        N,
+        "server"
+    ),
     cmd!("info", -1, LOADING | STALE, N, "server"),
     cmd!("dbsize", 1, READONLY | FAST | ALL_SLOTS, N, "server"),
     cmd!("flushall", -1, WRITE | ALL_SLOTS, N, "server"),
     cmd!("flushdb", -1, WRITE | ALL_SLOTS, N, "server"),
     cmd!("slowlog", -2, ADMIN | LOADING | STALE, N, "server"),
     cmd!("time", 1, FAST | LOADING | STALE, N, "server"),
-    cmd!("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, N, "server"),
+    cmd!(
+        "debug",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE | ALL_SLOTS,
+        N,
+        "server"
+    ),
     cmd!("lastsave", 1, FAST | LOADING | STALE, N, "server"),
-    cmd!("slots", -2, ADMIN | NOSCRIPT, N, "server"),
+    cmd!("slots", -2, ADMIN | NOSCRIPT | ALL_SLOTS, N, "server"),
     // transactions
-    cmd!("multi", 1, NOSCRIPT | LOADING | STALE | FAST | NO_MULTI, N, "transactions"),
-    cmd!("exec", 1, NOSCRIPT | LOADING | STALE | NO_MULTI, N, "transactions"),
-    cmd!("discard", 1, NOSCRIPT | LOADING | STALE | FAST | NO_MULTI, N, "transactions"),
-    cmd!("watch", -2, NOSCRIPT | LOADING | STALE | FAST | NO_MULTI, KALL, "transactions"),
-    cmd!("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST, N, "transactions"),
+    cmd!(
+        "multi",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_MULTI,
+        N,
+        "transactions"
+    ),
+    cmd!(
+        "exec",
+        1,
+        NOSCRIPT | LOADING | STALE | NO_MULTI,
+        N,
+        "transactions"
+    ),
+    cmd!(
+        "discard",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_MULTI,
+        N,
+        "transactions"
+    ),
+    cmd!(
+        "watch",
+        -2,
+        NOSCRIPT | LOADING | STALE | FAST | NO_MULTI,
+        KALL,
+        "transactions"
+    ),
+    cmd!(
+        "unwatch",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST,
+        N,
+        "transactions"
+    ),
     // pubsub
-    cmd!("subscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE, N, "pubsub"),
-    cmd!("unsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE, N, "pubsub"),
-    cmd!("psubscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE, N, "pubsub"),
-    cmd!("punsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE, N, "pubsub"),
+    cmd!(
+        "subscribe",
+        -2,
+        PUBSUB | NOSCRIPT | LOADING | STALE,
+        N,
+        "pubsub"
+    ),
+    cmd!(
+        "unsubscribe",
+        -1,
+        PUBSUB | NOSCRIPT | LOADING | STALE,
+        N,
+        "pubsub"
+    ),
+    cmd!(
+        "psubscribe",
+        -2,
+        PUBSUB | NOSCRIPT | LOADING | STALE,
+        N,
+        "pubsub"
+    ),
+    cmd!(
+        "punsubscribe",
+        -1,
+        PUBSUB | NOSCRIPT | LOADING | STALE,
+        N,
+        "pubsub"
+    ),
     cmd!("publish", 3, PUBSUB | LOADING | STALE | FAST, N, "pubsub"),
     cmd!("pubsub", -2, PUBSUB | LOADING | STALE, N, "pubsub"),
     // generic
@@ -219,7 +336,6 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("getrange", 4, READONLY, K1, "string"),
     cmd!("substr", 4, READONLY, K1, "string"),
     cmd!("setrange", 4, WRITE | DENYOOM, K1, "string"),
-    cmd!("lcs", -3, READONLY, K12, "string"),
     // hash
     cmd!("hset", -4, WRITE | DENYOOM | FAST, K1, "hash"),
     cmd!("hmset", -4, WRITE | DENYOOM | FAST, K1, "hash"),
@@ -254,12 +370,30 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("lpos", -3, READONLY, K1, "list"),
     cmd!("rpoplpush", 3, WRITE | DENYOOM, K12, "list"),
     cmd!("lmove", 5, WRITE | DENYOOM, K12, "list"),
-    cmd!("lmpop", -4, WRITE, NumKeys { fixed: 0, numkeys_at: 1 }, "list"),
+    cmd!(
+        "lmpop",
+        -4,
+        WRITE,
+        NumKeys {
+            fixed: 0,
+            numkeys_at: 1
+        },
+        "list"
+    ),
     cmd!("blpop", -3, WRITE | BLOCKING, KBLOCK, "list"),
     cmd!("brpop", -3, WRITE | BLOCKING, KBLOCK, "list"),
     cmd!("brpoplpush", 4, WRITE | DENYOOM | BLOCKING, K12, "list"),
     cmd!("blmove", 6, WRITE | DENYOOM | BLOCKING, K12, "list"),
-    cmd!("blmpop", -5, WRITE | BLOCKING, NumKeys { fixed: 0, numkeys_at: 2 }, "list"),
+    cmd!(
+        "blmpop",
+        -5,
+        WRITE | BLOCKING,
+        NumKeys {
+            fixed: 0,
+            numkeys_at: 2
+        },
+        "list"
+    ),
     // set
     cmd!("sadd", -3, WRITE | DENYOOM | FAST, K1, "set"),
     cmd!("srem", -3, WRITE | FAST, K1, "set"),
@@ -272,7 +406,16 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("smove", 4, WRITE | FAST, K12, "set"),
     cmd!("sinter", -2, READONLY, KALL, "set"),
     cmd!("sinterstore", -3, WRITE | DENYOOM, KALL, "set"),
-    cmd!("sintercard", -3, READONLY, NumKeys { fixed: 0, numkeys_at: 1 }, "set"),
+    cmd!(
+        "sintercard",
+        -3,
+        READONLY,
+        NumKeys {
+            fixed: 0,
+            numkeys_at: 1
+        },
+        "set"
+    ),
     cmd!("sunion", -2, READONLY, KALL, "set"),
     cmd!("sunionstore", -3, WRITE | DENYOOM, KALL, "set"),
     cmd!("sdiff", -2, READONLY, KALL, "set"),
@@ -301,24 +444,119 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("zremrangebylex", 4, WRITE, K1, "sorted-set"),
     cmd!("zpopmin", -2, WRITE | FAST, K1, "sorted-set"),
     cmd!("zpopmax", -2, WRITE | FAST, K1, "sorted-set"),
-    cmd!("bzpopmin", -3, WRITE | FAST | BLOCKING, KBLOCK, "sorted-set"),
-    cmd!("bzpopmax", -3, WRITE | FAST | BLOCKING, KBLOCK, "sorted-set"),
-    cmd!("zmpop", -4, WRITE, NumKeys { fixed: 0, numkeys_at: 1 }, "sorted-set"),
-    cmd!("bzmpop", -5, WRITE | BLOCKING, NumKeys { fixed: 0, numkeys_at: 2 }, "sorted-set"),
+    cmd!(
+        "bzpopmin",
+        -3,
+        WRITE | FAST | BLOCKING,
+        KBLOCK,
+        "sorted-set"
+    ),
+    cmd!(
+        "bzpopmax",
+        -3,
+        WRITE | FAST | BLOCKING,
+        KBLOCK,
+        "sorted-set"
+    ),
+    cmd!(
+        "zmpop",
+        -4,
+        WRITE,
+        NumKeys {
+            fixed: 0,
+            numkeys_at: 1
+        },
+        "sorted-set"
+    ),
+    cmd!(
+        "bzmpop",
+        -5,
+        WRITE | BLOCKING,
+        NumKeys {
+            fixed: 0,
+            numkeys_at: 2
+        },
+        "sorted-set"
+    ),
     cmd!("zrandmember", -2, READONLY, K1, "sorted-set"),
-    cmd!("zunion", -3, READONLY, NumKeys { fixed: 0, numkeys_at: 1 }, "sorted-set"),
-    cmd!("zinter", -3, READONLY, NumKeys { fixed: 0, numkeys_at: 1 }, "sorted-set"),
-    cmd!("zdiff", -3, READONLY, NumKeys { fixed: 0, numkeys_at: 1 }, "sorted-set"),
-    cmd!("zunionstore", -4, WRITE | DENYOOM, NumKeys { fixed: 1, numkeys_at: 2 }, "sorted-set"),
-    cmd!("zinterstore", -4, WRITE | DENYOOM, NumKeys { fixed: 1, numkeys_at: 2 }, "sorted-set"),
-    cmd!("zdiffstore", -4, WRITE | DENYOOM, NumKeys { fixed: 1, numkeys_at: 2 }, "sorted-set"),
-    cmd!("zintercard", -3, READONLY, NumKeys { fixed: 0, numkeys_at: 1 }, "sorted-set"),
+    cmd!(
+        "zunion",
+        -3,
+        READONLY,
+        NumKeys {
+            fixed: 0,
+            numkeys_at: 1
+        },
+        "sorted-set"
+    ),
+    cmd!(
+        "zinter",
+        -3,
+        READONLY,
+        NumKeys {
+            fixed: 0,
+            numkeys_at: 1
+        },
+        "sorted-set"
+    ),
+    cmd!(
+        "zdiff",
+        -3,
+        READONLY,
+        NumKeys {
+            fixed: 0,
+            numkeys_at: 1
+        },
+        "sorted-set"
+    ),
+    cmd!(
+        "zunionstore",
+        -4,
+        WRITE | DENYOOM,
+        NumKeys {
+            fixed: 1,
+            numkeys_at: 2
+        },
+        "sorted-set"
+    ),
+    cmd!(
+        "zinterstore",
+        -4,
+        WRITE | DENYOOM,
+        NumKeys {
+            fixed: 1,
+            numkeys_at: 2
+        },
+        "sorted-set"
+    ),
+    cmd!(
+        "zdiffstore",
+        -4,
+        WRITE | DENYOOM,
+        NumKeys {
+            fixed: 1,
+            numkeys_at: 2
+        },
+        "sorted-set"
+    ),
+    cmd!(
+        "zintercard",
+        -3,
+        READONLY,
+        NumKeys {
+            fixed: 0,
+            numkeys_at: 1
+        },
+        "sorted-set"
+    ),
     cmd!("zscan", -3, READONLY, K1, "sorted-set"),
 ];
 
 /// Finds a command by name, ignoring ASCII case.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    COMMANDS.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    COMMANDS
+        .iter()
+        .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -332,7 +570,11 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(before, names.len(), "duplicate command rows");
-        assert!(COMMANDS.iter().all(|c| c.name == c.name.to_ascii_lowercase()));
+        assert!(
+            COMMANDS
+                .iter()
+                .all(|c| c.name == c.name.to_ascii_lowercase())
+        );
     }
 
     #[test]
@@ -346,7 +588,16 @@ mod tests {
         lookup(b"blpop").unwrap().key_indexes(&args, &mut out);
         assert_eq!(out, [1, 2]);
         out.clear();
-        let args: Vec<&[u8]> = vec![b"zunionstore", b"d", b"2", b"a", b"b", b"WEIGHTS", b"1", b"2"];
+        let args: Vec<&[u8]> = vec![
+            b"zunionstore",
+            b"d",
+            b"2",
+            b"a",
+            b"b",
+            b"WEIGHTS",
+            b"1",
+            b"2",
+        ];
         lookup(b"zunionstore").unwrap().key_indexes(&args, &mut out);
         assert_eq!(out, [1, 3, 4]);
         out.clear();

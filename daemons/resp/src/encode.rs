@@ -60,7 +60,11 @@ pub fn array(out: &mut BytesMut, n: usize) {
 /// A map of `n` pairs: `%n` in RESP3, an array of `2n` in RESP2.
 #[inline]
 pub fn map(out: &mut BytesMut, n: usize, resp3: bool) {
-    if resp3 { header(out, b'%', n as i64) } else { header(out, b'*', 2 * n as i64) }
+    if resp3 {
+        header(out, b'%', n as i64)
+    } else {
+        header(out, b'*', 2 * n as i64)
+    }
 }
 
 #[inline]

@@ -61,8 +61,12 @@ fn scan(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, DecodeErr
     if depth > MAX_DEPTH {
         return Err(DecodeError("nesting too deep"));
     }
-    let Some(&tag) = buf.get(pos) else { return Ok(None) };
-    let Some(nl) = line_end(buf, pos + 1)? else { return Ok(None) };
+    let Some(&tag) = buf.get(pos) else {
+        return Ok(None);
+    };
+    let Some(nl) = line_end(buf, pos + 1)? else {
+        return Ok(None);
+    };
     let next = nl + 2;
     match tag {
         b'+' | b'-' | b':' | b',' | b'#' | b'(' | b'_' => Ok(Some(next)),
@@ -82,7 +86,13 @@ fn scan(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, DecodeErr
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
             let n = int_of(&buf[pos + 1..nl])?;
-            let items = if n < 0 { 0 } else if matches!(tag, b'%' | b'|') { n * 2 } else { n };
+            let items = if n < 0 {
+                0
+            } else if matches!(tag, b'%' | b'|') {
+                n * 2
+            } else {
+                n
+            };
             let mut p = next;
             for _ in 0..items {
                 match scan(buf, p, depth + 1)? {
@@ -99,7 +109,9 @@ fn scan(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, DecodeErr
 /// Decodes one frame from the front of `buf` (which must hold at least
 /// [`frame_len`] bytes). Returns the frame and the bytes it used.
 pub fn parse_frame(buf: &Bytes) -> Result<Option<(Frame, usize)>, DecodeError> {
-    let Some(len) = frame_len(buf)? else { return Ok(None) };
+    let Some(len) = frame_len(buf)? else {
+        return Ok(None);
+    };
     let (f, used) = build(buf, 0)?;
     debug_assert_eq!(used, len);
     Ok(Some((f, used)))
@@ -161,7 +173,14 @@ fn build(buf: &Bytes, pos: usize) -> Result<(Frame, usize), DecodeError> {
                 v.push((k, val));
                 p = e;
             }
-            return Ok((if tag == b'%' { Frame::Map(v) } else { Frame::Attribute(v) }, p));
+            return Ok((
+                if tag == b'%' {
+                    Frame::Map(v)
+                } else {
+                    Frame::Attribute(v)
+                },
+                p,
+            ));
         }
         _ => return Err(DecodeError("unknown frame type")),
     };
@@ -190,7 +209,15 @@ impl Frame {
             Frame::Boolean(b) => line(out, b'#', if *b { b"t" } else { b"f" }),
             Frame::Null => out.extend_from_slice(b"_\r\n"),
             Frame::Bulk(b) | Frame::Verbatim(b) => {
-                hdr(out, if matches!(self, Frame::Bulk(_)) { b'$' } else { b'=' }, b.len());
+                hdr(
+                    out,
+                    if matches!(self, Frame::Bulk(_)) {
+                        b'$'
+                    } else {
+                        b'='
+                    },
+                    b.len(),
+                );
                 out.extend_from_slice(b);
                 out.extend_from_slice(b"\r\n");
             }
@@ -204,7 +231,15 @@ impl Frame {
                 v.iter().for_each(|f| f.encode(out));
             }
             Frame::Map(v) | Frame::Attribute(v) => {
-                hdr(out, if matches!(self, Frame::Map(_)) { b'%' } else { b'|' }, v.len());
+                hdr(
+                    out,
+                    if matches!(self, Frame::Map(_)) {
+                        b'%'
+                    } else {
+                        b'|'
+                    },
+                    v.len(),
+                );
                 for (k, val) in v {
                     k.encode(out);
                     val.encode(out);
@@ -220,7 +255,8 @@ mod tests {
 
     #[test]
     fn decodes_nested_resp3_and_round_trips() {
-        let raw = b"%2\r\n+a\r\n*2\r\n:1\r\n$3\r\nxyz\r\n$1\r\nb\r\n~1\r\n,1.5\r\n>2\r\n#t\r\n_\r\n";
+        let raw =
+            b"%2\r\n+a\r\n*2\r\n:1\r\n$3\r\nxyz\r\n$1\r\nb\r\n~1\r\n,1.5\r\n>2\r\n#t\r\n_\r\n";
         let buf = Bytes::from_static(raw);
         let (f, used) = parse_frame(&buf).unwrap().unwrap();
         assert_eq!(used, raw.len() - 11);

@@ -24,7 +24,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bulk_len: DEFAULT_MAX_BULK_LEN, authenticated: true }
+        Limits {
+            max_bulk_len: DEFAULT_MAX_BULK_LEN,
+            authenticated: true,
+        }
     }
 }
 
@@ -77,7 +80,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
-    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    let (neg, digits) = if s[0] == b'-' {
+        (true, &s[1..])
+    } else {
+        (false, s)
+    };
     if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
         return None;
     }
@@ -90,7 +97,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
             return None;
         }
         let x = (d - b'0') as i64;
-        v = if neg { v.checked_mul(10)?.checked_sub(x)? } else { v.checked_mul(10)?.checked_add(x)? };
+        v = if neg {
+            v.checked_mul(10)?.checked_sub(x)?
+        } else {
+            v.checked_mul(10)?.checked_add(x)?
+        };
     }
     Some(v)
 }
@@ -104,7 +115,11 @@ impl RequestParser {
     /// (the same buffer passed to [`parse`](Self::parse)).
     pub fn arg<'a>(&'a self, buf: &'a [u8], i: usize) -> &'a [u8] {
         let r = self.args[i].clone();
-        if self.inline { &self.inline_buf[r] } else { &buf[r] }
+        if self.inline {
+            &self.inline_buf[r]
+        } else {
+            &buf[r]
+        }
     }
 
     /// Parses one request from the front of `buf`. Returns the bytes consumed
@@ -125,7 +140,11 @@ impl RequestParser {
         }
     }
 
-    fn parse_multibulk(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolError> {
+    fn parse_multibulk(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<usize>, ProtocolError> {
         let Some(nl) = find_crlf(buf, 1) else {
             if buf.len() > INLINE_MAX {
                 return Err(perr("too big mbulk count string"));
@@ -195,7 +214,11 @@ impl RequestParser {
         if nl > INLINE_MAX {
             return Err(perr("too big inline request"));
         }
-        let line = if nl > 0 && buf[nl - 1] == b'\r' { &buf[..nl - 1] } else { &buf[..nl] };
+        let line = if nl > 0 && buf[nl - 1] == b'\r' {
+            &buf[..nl - 1]
+        } else {
+            &buf[..nl]
+        };
         self.inline_buf.clear();
         split_args(line, &mut self.inline_buf, &mut self.args)
             .ok_or_else(|| perr("unbalanced quotes in request"))?;
@@ -296,7 +319,12 @@ mod tests {
     fn parse(buf: &[u8]) -> Result<Option<(usize, Vec<Vec<u8>>)>, ProtocolError> {
         let mut p = RequestParser::new();
         let r = p.parse(buf, &Limits::default())?;
-        Ok(r.map(|n| (n, (0..p.args.len()).map(|i| p.arg(buf, i).to_vec()).collect())))
+        Ok(r.map(|n| {
+            (
+                n,
+                (0..p.args.len()).map(|i| p.arg(buf, i).to_vec()).collect(),
+            )
+        }))
     }
 
     #[test]
@@ -318,23 +346,51 @@ mod tests {
 
     #[test]
     fn redis_protocol_errors() {
-        assert_eq!(parse(b"*x\r\n").unwrap_err().to_string(), "Protocol error: invalid multibulk length");
-        assert_eq!(parse(b"*1\r\n+a\r\n").unwrap_err().to_string(), "Protocol error: expected '$', got '+'");
-        assert_eq!(parse(b"*1\r\n$-1\r\n").unwrap_err().to_string(), "Protocol error: invalid bulk length");
+        assert_eq!(
+            parse(b"*x\r\n").unwrap_err().to_string(),
+            "Protocol error: invalid multibulk length"
+        );
+        assert_eq!(
+            parse(b"*1\r\n+a\r\n").unwrap_err().to_string(),
+            "Protocol error: expected '$', got '+'"
+        );
+        assert_eq!(
+            parse(b"*1\r\n$-1\r\n").unwrap_err().to_string(),
+            "Protocol error: invalid bulk length"
+        );
         assert_eq!(
             parse(b"*1\r\n$600000000\r\n").unwrap_err().to_string(),
             "Protocol error: invalid bulk length"
         );
-        assert_eq!(parse(b"*3000000000\r\n").unwrap_err().to_string(), "Protocol error: invalid multibulk length");
+        assert_eq!(
+            parse(b"*3000000000\r\n").unwrap_err().to_string(),
+            "Protocol error: invalid multibulk length"
+        );
         let long = vec![b'a'; INLINE_MAX + 10];
-        assert_eq!(parse(&long).unwrap_err().to_string(), "Protocol error: too big inline request");
-        assert_eq!(parse(b"set \"a b\r\n").unwrap_err().to_string(), "Protocol error: unbalanced quotes in request");
+        assert_eq!(
+            parse(&long).unwrap_err().to_string(),
+            "Protocol error: too big inline request"
+        );
+        assert_eq!(
+            parse(b"set \"a b\r\n").unwrap_err().to_string(),
+            "Protocol error: unbalanced quotes in request"
+        );
     }
 
     #[test]
     fn inline_commands_split_like_sdssplitargs() {
-        let (_, args) = parse(b"set \"a\\x41\\n\" 'it\\'s'  x\r\n").unwrap().unwrap();
-        assert_eq!(args, vec![b"set".to_vec(), b"aA\n".to_vec(), b"it's".to_vec(), b"x".to_vec()]);
+        let (_, args) = parse(b"set \"a\\x41\\n\" 'it\\'s'  x\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            args,
+            vec![
+                b"set".to_vec(),
+                b"aA\n".to_vec(),
+                b"it's".to_vec(),
+                b"x".to_vec()
+            ]
+        );
         let (n, args) = parse(b"\r\n").unwrap().unwrap();
         assert_eq!((n, args.len()), (2, 0));
     }
@@ -344,7 +400,15 @@ mod tests {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"+1", b"01", b"-0", b"1 ", b"9223372036854775808", b"1.0"] {
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"01",
+            b"-0",
+            b"1 ",
+            b"9223372036854775808",
+            b"1.0",
+        ] {
             assert_eq!(parse_i64(bad), None, "{bad:?}");
         }
     }

@@ -1,0 +1,20 @@
+//! kvfleet-server: a Redis-compatible data node on a slot-partitioned keyspace.
+//!
+//! Request path, in call order: [`listener`] (accept) → [`conn`] (read,
+//! parse, batch replies) → [`cmd`] (table lookup, locking, handlers in
+//! `cmd/<family>.rs`) → [`db`] (slot tables, values, expiry). Replication,
+//! snapshots and RDB come with later issues.
+
+pub mod alloc;
+pub mod cmd;
+pub mod config;
+pub mod conn;
+pub mod cron;
+pub mod db;
+pub mod evict;
+pub mod listener;
+pub mod server;
+pub mod util;
+
+/// The Redis version we answer as (HELLO, INFO): clients gate features on it.
+pub const REDIS_VERSION: &str = "7.0.15";

@@ -1,1 +1,124 @@
-fn main() {}
+//! `kvfleet-server` binary: flags → config → runtime → listener.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use kvfleet_server::config::Config;
+use kvfleet_server::server::Server;
+
+/// A Redis-compatible data node. Every flag overrides the TOML file.
+#[derive(Debug, Parser)]
+#[command(name = "kvfleet-server", version)]
+struct Args {
+    /// TOML config file (see kvfleet-server.example.toml); defaults apply without one.
+    #[arg(long)]
+    config: Option<String>,
+    /// TCP port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Listen address.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Password for AUTH.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    maxmemory: Option<u64>,
+    /// Eviction policy.
+    #[arg(long)]
+    maxmemory_policy: Option<String>,
+    /// Worker threads (0 = one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn load(args: &Args) -> anyhow::Result<Config> {
+    let mut cfg = match &args.config {
+        Some(p) => {
+            let s = std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?;
+            Config::from_toml_str(&s)?
+        }
+        None => Config::default(),
+    };
+    if let Some(p) = args.port {
+        cfg.port = p;
+    }
+    if let Some(b) = &args.bind {
+        cfg.bind = b.clone();
+    }
+    if let Some(p) = &args.requirepass {
+        cfg.requirepass = p.clone();
+    }
+    if let Some(m) = args.maxmemory {
+        cfg.maxmemory = m;
+    }
+    if let Some(p) = &args.maxmemory_policy {
+        cfg.maxmemory_policy = p.clone();
+    }
+    if let Some(t) = args.threads {
+        cfg.threads = t;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let cfg = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kvfleet-server: {e:#}");
+            return ExitCode::from(64);
+        }
+    };
+    match run(cfg, args.config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kvfleet-server: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
+    let threads = if cfg.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        cfg.threads
+    };
+    cfg.threads = threads;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((cfg.bind.as_str(), cfg.port))
+            .await
+            .with_context(|| format!("binding {}:{}", cfg.bind, cfg.port))?;
+        let local = listener.local_addr()?;
+        let srv = Server::new(&cfg, file);
+        srv.port
+            .store(local.port() as u64, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(addr = %local, threads, "Ready to accept connections");
+        kvfleet_server::listener::run(srv, listener, shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,775 @@
+//! Command dispatch: table lookup, arity and auth checks, MULTI queueing,
+//! slot ownership, locking the slots a command's keys hash to, then the
+//! family handler (`cmd/<family>.rs`), then stats and key signals.
+//!
+//! Handlers are plain functions that write their reply into the connection's
+//! output buffer; they return `Err` before writing anything on failure.
+
+pub mod conn_cmds;
+pub mod hash;
+pub mod keys;
+pub mod list;
+pub mod multi;
+pub mod pubsub;
+pub mod server_cmds;
+pub mod set;
+pub mod string;
+pub mod zset;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use indexmap::IndexSet;
+use parking_lot::MutexGuard;
+use smallvec::SmallVec;
+use tokio::sync::Notify;
+
+use crate::db::value::{HashVal, ListVal, SetVal};
+use crate::db::{Entry, Slot, Value, ZSet};
+use crate::server::{ClientHandle, Server, SlowEntry};
+use crate::util;
+use kvfleet_model::commands::{COMMANDS, CommandSpec, flag};
+use kvfleet_resp::encode;
+
+/// A command failure, rendered as a RESP error line.
+#[derive(Debug, Clone)]
+pub struct CmdError(pub Cow<'static, str>);
+
+pub type CmdResult = Result<(), CmdError>;
+
+pub const WRONGTYPE: CmdError = CmdError(Cow::Borrowed(
+    "WRONGTYPE Operation against a key holding the wrong kind of value",
+));
+pub const NOT_INT: CmdError =
+    CmdError(Cow::Borrowed("ERR value is not an integer or out of range"));
+pub const NOT_FLOAT: CmdError = CmdError(Cow::Borrowed("ERR value is not a valid float"));
+pub const SYNTAX: CmdError = CmdError(Cow::Borrowed("ERR syntax error"));
+pub const NO_KEY: CmdError = CmdError(Cow::Borrowed("ERR no such key"));
+pub const OUT_OF_RANGE: CmdError = CmdError(Cow::Borrowed("ERR index out of range"));
+pub const NOT_POSITIVE: CmdError =
+    CmdError(Cow::Borrowed("ERR value is out of range, must be positive"));
+
+pub fn err(s: impl Into<Cow<'static, str>>) -> CmdError {
+    CmdError(s.into())
+}
+
+pub type Handler = fn(&mut Ctx<'_, '_>, &[&[u8]]) -> CmdResult;
+
+/// A blocked command's request: the keys to wait on and the deadline.
+#[derive(Debug)]
+pub struct BlockReq {
+    pub keys: Vec<Box<[u8]>>,
+    /// Absolute deadline; `None` waits forever.
+    pub deadline: Option<Instant>,
+}
+
+/// Per-connection state that commands read and change.
+pub struct ConnState {
+    pub handle: Arc<ClientHandle>,
+    pub resp3: bool,
+    pub authed: bool,
+    pub multi: Option<Vec<Vec<Box<[u8]>>>>,
+    pub multi_err: bool,
+    pub in_exec: bool,
+    pub watched: Vec<Box<[u8]>>,
+    pub watch_dirty: Arc<AtomicBool>,
+    pub channels: IndexSet<Box<[u8]>>,
+    pub patterns: IndexSet<Box<[u8]>>,
+    pub block: Option<BlockReq>,
+    pub block_timed_out: bool,
+    pub notify: Arc<Notify>,
+    /// Set by QUIT and protocol errors: close after flushing replies.
+    pub close: bool,
+    keys_buf: Vec<usize>,
+    slots_buf: Vec<u16>,
+}
+
+impl ConnState {
+    pub fn new(handle: Arc<ClientHandle>, authed: bool) -> Self {
+        ConnState {
+            handle,
+            resp3: false,
+            authed,
+            multi: None,
+            multi_err: false,
+            in_exec: false,
+            watched: Vec::new(),
+            watch_dirty: Arc::new(AtomicBool::new(false)),
+            channels: IndexSet::new(),
+            patterns: IndexSet::new(),
+            block: None,
+            block_timed_out: false,
+            notify: Arc::new(Notify::new()),
+            close: false,
+            keys_buf: Vec::new(),
+            slots_buf: Vec::new(),
+        }
+    }
+
+    pub fn subscribed(&self) -> bool {
+        !self.channels.is_empty() || !self.patterns.is_empty()
+    }
+}
+
+pub(crate) type Guards<'s> = SmallVec<[(u16, MutexGuard<'s, Slot>); 2]>;
+
+/// The keyspace as one command sees it: the slots locked for it, and lazy
+/// expiry at this command's clock. Kept apart from the reply buffer so a
+/// handler can write a value straight from the table into the reply.
+pub struct Keys<'s> {
+    pub srv: &'s Server,
+    pub now: u64,
+    guards: Guards<'s>,
+    /// Every slot is locked (EXEC of a whole-keyspace command).
+    all_locked: bool,
+    count_hits: bool,
+}
+
+/// What a handler sees: the server, its connection, the reply buffer and the keyspace.
+pub struct Ctx<'s, 'c> {
+    pub srv: &'s Server,
+    pub conn: &'c mut ConnState,
+    pub out: &'c mut BytesMut,
+    pub now: u64,
+    /// Changes made (for `rdb_changes_since_last_save` and key signals).
+    pub dirty: u64,
+    pub spec: &'static CommandSpec,
+    pub db: Keys<'s>,
+}
+
+macro_rules! typed_access {
+    ($get:ident, $get_or_new:ident, $variant:ident, $ty:ty) => {
+        /// The value at `key` if it has this type; `WRONGTYPE` otherwise.
+        pub fn $get(&mut self, key: &[u8]) -> Result<Option<&mut $ty>, CmdError> {
+            match self.get(key) {
+                None => Ok(None),
+                Some(Entry {
+                    value: Value::$variant(v),
+                    ..
+                }) => Ok(Some(v)),
+                Some(_) => Err(WRONGTYPE),
+            }
+        }
+
+        /// As above, creating an empty value when the key is missing.
+        pub fn $get_or_new(&mut self, key: &[u8]) -> Result<&mut $ty, CmdError> {
+            let now = self.now;
+            let slot = self.slot_mut(key);
+            let idx = match slot.find(key, now) {
+                Some(i) => i,
+                None => {
+                    slot.insert(key, Entry::new(Value::$variant(Default::default())));
+                    slot.map.get_index_of(key).expect("just inserted")
+                }
+            };
+            match &mut slot.map[idx].value {
+                Value::$variant(v) => Ok(v),
+                _ => Err(WRONGTYPE),
+            }
+        }
+    };
+}
+
+impl<'s> Keys<'s> {
+    /// The locked slot of `key` (locking it if the command did not declare it).
+    #[inline]
+    pub fn slot_mut(&mut self, key: &[u8]) -> &mut Slot {
+        if self.guards.len() == 1 && !self.all_locked {
+            return &mut self.guards[0].1;
+        }
+        let s = kvfleet_model::slot(key);
+        let i = match self.guards.binary_search_by_key(&s, |g| g.0) {
+            Ok(i) => i,
+            Err(i) => {
+                self.guards
+                    .insert(i, (s, self.srv.db.slots[s as usize].lock()));
+                i
+            }
+        };
+        &mut self.guards[i].1
+    }
+
+    /// Visits every slot, using the held guards when all are locked.
+    pub fn for_each_slot(&mut self, mut f: impl FnMut(u16, &mut Slot)) {
+        if self.all_locked {
+            for (id, g) in self.guards.iter_mut() {
+                f(*id, g);
+            }
+        } else {
+            for (i, s) in self.srv.db.slots.iter().enumerate() {
+                f(i as u16, &mut s.lock());
+            }
+        }
+    }
+
+    /// Runs `f` on slot `idx`, through the held guard when this command
+    /// already holds it (inside EXEC), else by locking it briefly.
+    pub fn with_slot<R>(&mut self, idx: usize, f: impl FnOnce(&mut Slot) -> R) -> R {
+        match self.guards.binary_search_by_key(&(idx as u16), |g| g.0) {
+            Ok(i) => f(&mut self.guards[i].1),
+            Err(_) => f(&mut self.srv.db.slots[idx].lock()),
+        }
+    }
+
+    /// The live entry at `key` (lazily expiring it), stamping its access time.
+    #[inline]
+    pub fn get(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let (now, hits) = (self.now, self.count_hits);
+        let slot = self.slot_mut(key);
+        match slot.find(key, now) {
+            Some(i) => {
+                if hits {
+                    slot.hits += 1;
+                }
+                let e = &mut slot.map[i];
+                e.lru = crate::db::lru_clock();
+                e.lfu = lfu_incr(e.lfu);
+                Some(e)
+            }
+            None => {
+                if hits {
+                    slot.misses += 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// The live entry without counting an access (TYPE, TTL, OBJECT).
+    pub fn peek(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let now = self.now;
+        let slot = self.slot_mut(key);
+        let i = slot.find(key, now)?;
+        Some(&mut slot.map[i])
+    }
+
+    pub fn exists(&mut self, key: &[u8]) -> bool {
+        let now = self.now;
+        self.slot_mut(key).find(key, now).is_some()
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let now = self.now;
+        let slot = self.slot_mut(key);
+        let i = slot.find(key, now)?;
+        slot.remove_index(i).map(|(_, e)| e)
+    }
+
+    /// Stores `value` at `key`, dropping any expiry (SET semantics).
+    pub fn set(&mut self, key: &[u8], value: Value) {
+        self.slot_mut(key).insert(key, Entry::new(value));
+    }
+
+    pub fn set_with_expire(&mut self, key: &[u8], value: Value, expire_at: u64) {
+        let mut e = Entry::new(value);
+        e.expire_at = expire_at;
+        self.slot_mut(key).insert(key, e);
+    }
+
+    /// Deletes `key` if its container became empty (Redis never keeps empty ones).
+    pub fn remove_if_empty(&mut self, key: &[u8]) {
+        let slot = self.slot_mut(key);
+        if let Some(i) = slot.map.get_index_of(key)
+            && slot.map[i].value.is_empty_container()
+        {
+            slot.remove_index(i);
+        }
+    }
+
+    pub fn str_value(&mut self, key: &[u8]) -> Result<Option<&[u8]>, CmdError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Entry {
+                value: Value::Str(s),
+                ..
+            }) => Ok(Some(s)),
+            Some(_) => Err(WRONGTYPE),
+        }
+    }
+
+    typed_access!(hash, hash_or_new, Hash, HashVal);
+    typed_access!(list, list_or_new, List, ListVal);
+    typed_access!(set_val, set_or_new, Set, SetVal);
+    typed_access!(zset, zset_or_new, ZSet, ZSet);
+}
+
+impl Ctx<'_, '_> {
+    /// Asks the connection to park this command until a key is written or the timeout passes.
+    /// Inside MULTI, or after the timeout, handlers reply null instead.
+    pub fn may_block(&self) -> bool {
+        !self.conn.in_exec && !self.conn.block_timed_out
+    }
+
+    /// Registers the wait while this command still holds its slot locks, so a
+    /// push that lands right after cannot be missed.
+    pub fn block(&mut self, keys: &[&[u8]], timeout: Option<std::time::Duration>) {
+        let keys: Vec<Box<[u8]>> = keys.iter().map(|k| Box::from(*k)).collect();
+        self.srv.block_on(&keys, &self.conn.notify);
+        self.conn.block = Some(BlockReq {
+            keys,
+            deadline: timeout.map(|t| Instant::now() + t),
+        });
+    }
+
+    // === replies ===
+
+    pub fn resp3(&self) -> bool {
+        self.conn.resp3
+    }
+    pub fn ok(&mut self) {
+        self.out.extend_from_slice(b"+OK\r\n");
+    }
+    pub fn simple(&mut self, s: &[u8]) {
+        encode::simple(self.out, s);
+    }
+    pub fn int(&mut self, n: i64) {
+        encode::int(self.out, n);
+    }
+    pub fn bulk(&mut self, b: &[u8]) {
+        encode::bulk(self.out, b);
+    }
+    pub fn null(&mut self) {
+        encode::null(self.out, self.conn.resp3);
+    }
+    pub fn null_array(&mut self) {
+        encode::null_array(self.out, self.conn.resp3);
+    }
+    pub fn array(&mut self, n: usize) {
+        encode::array(self.out, n);
+    }
+    pub fn map(&mut self, n: usize) {
+        encode::map(self.out, n, self.conn.resp3);
+    }
+    pub fn set_hdr(&mut self, n: usize) {
+        encode::set(self.out, n, self.conn.resp3);
+    }
+    pub fn double(&mut self, d: f64) {
+        let s = util::g17(d);
+        encode::double_str(self.out, &s, self.conn.resp3);
+    }
+    pub fn opt_bulk(&mut self, b: Option<&[u8]>) {
+        match b {
+            Some(b) => self.bulk(b),
+            None => self.null(),
+        }
+    }
+    pub fn verbatim(&mut self, s: &[u8]) {
+        encode::verbatim(self.out, s, self.conn.resp3);
+    }
+}
+
+/// Redis's logarithmic LFU counter increment (lfu-log-factor 10).
+fn lfu_incr(c: u8) -> u8 {
+    if c == 255 {
+        return 255;
+    }
+    let base = c.saturating_sub(5) as f64;
+    let p = 1.0 / (base * 10.0 + 1.0);
+    if fastrand::f64() < p { c + 1 } else { c }
+}
+
+/// Binds a table row to its handler. A unit test checks every row has one.
+pub fn handler(name: &str) -> Option<Handler> {
+    use conn_cmds as c;
+    use server_cmds as s;
+    Some(match name {
+        "ping" => c::ping,
+        "echo" => c::echo,
+        "quit" => c::quit,
+        "select" => c::select,
+        "hello" => c::hello,
+        "auth" => c::auth,
+        "client" => c::client,
+        "reset" => c::reset,
+        "command" => s::command,
+        "config" => s::config,
+        "info" => s::info,
+        "dbsize" => s::dbsize,
+        "flushall" | "flushdb" => s::flushall,
+        "slowlog" => s::slowlog,
+        "time" => s::time,
+        "debug" => s::debug,
+        "lastsave" => s::lastsave,
+        "slots" => s::slots,
+        "multi" => multi::multi,
+        "exec" => multi::exec_placeholder,
+        "discard" => multi::discard,
+        "watch" => multi::watch,
+        "unwatch" => multi::unwatch,
+        "subscribe" => pubsub::subscribe,
+        "unsubscribe" => pubsub::unsubscribe,
+        "psubscribe" => pubsub::psubscribe,
+        "punsubscribe" => pubsub::punsubscribe,
+        "publish" => pubsub::publish,
+        "pubsub" => pubsub::pubsub,
+        n => {
+            return keys::handler(n)
+                .or_else(|| string::handler(n))
+                .or_else(|| hash::handler(n))
+                .or_else(|| list::handler(n))
+                .or_else(|| set::handler(n))
+                .or_else(|| zset::handler(n));
+        }
+    })
+}
+
+static HANDLERS: std::sync::LazyLock<Vec<Handler>> = std::sync::LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .map(|c| handler(c.name).unwrap_or(unbound))
+        .collect()
+});
+
+fn unbound(_: &mut Ctx<'_, '_>, _: &[&[u8]]) -> CmdResult {
+    Err(err("ERR command not implemented"))
+}
+
+fn unknown_command(args: &[&[u8]]) -> CmdError {
+    let mut s = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        trunc(args[0])
+    );
+    for a in &args[1..] {
+        s.push_str(&format!("'{}' ", trunc(a)));
+    }
+    err(s)
+}
+
+/// Redis quotes at most 128 bytes of a name in its errors.
+pub fn trunc(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned()
+}
+
+pub fn arity_error(name: &str) -> CmdError {
+    err(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// Write the error reply for a failed command and count it.
+fn reply_err(srv: &Server, out: &mut BytesMut, e: &CmdError) {
+    srv.stats.errors.fetch_add(1, Relaxed);
+    encode::error(out, e.0.as_bytes());
+}
+
+/// Runs one command from a client. Replies go to `out`; a blocked command
+/// leaves `conn.block` set and writes nothing.
+pub fn dispatch(srv: &Server, conn: &mut ConnState, out: &mut BytesMut, args: &[&[u8]]) {
+    let Some(idx) = srv.lookup(args[0]) else {
+        if conn.multi.is_some() {
+            conn.multi_err = true;
+        }
+        return reply_err(srv, out, &unknown_command(args));
+    };
+    let spec = &COMMANDS[idx];
+    if !spec.arity_ok(args.len()) {
+        if conn.multi.is_some() {
+            conn.multi_err = true;
+        }
+        srv.cmd_stats[idx].rejected.fetch_add(1, Relaxed);
+        return reply_err(srv, out, &arity_error(spec.name));
+    }
+    if !conn.authed && !spec.has(flag::NO_AUTH) {
+        if conn.multi.is_some() {
+            conn.multi_err = true;
+        }
+        return reply_err(srv, out, &err("NOAUTH Authentication required."));
+    }
+    if !conn.resp3
+        && conn.subscribed()
+        && !matches!(
+            spec.name,
+            "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset"
+        )
+    {
+        return reply_err(
+            srv,
+            out,
+            &err(format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                spec.name
+            )),
+        );
+    }
+    if spec.name == "exec" {
+        return multi::exec(srv, conn, out);
+    }
+    if conn.multi.is_some() && !spec.has(flag::NO_MULTI) && spec.name != "quit" {
+        if let Err(e) = precheck(srv, spec) {
+            conn.multi_err = true;
+            return reply_err(srv, out, &e);
+        }
+        if let Some(q) = conn.multi.as_mut() {
+            q.push(args.iter().map(|a| Box::from(*a)).collect());
+        }
+        out.extend_from_slice(b"+QUEUED\r\n");
+        return;
+    }
+    run(srv, conn, out, idx, args, None);
+}
+
+/// The memory check, made before any slot is locked (eviction locks slots itself).
+fn precheck(srv: &Server, spec: &CommandSpec) -> CmdResult {
+    let max = srv.maxmemory.load(Relaxed);
+    if max > 0 && spec.has(flag::DENYOOM) {
+        crate::evict::evict(srv, max);
+        if srv.used_memory() > max {
+            return Err(err(
+                "OOM command not allowed when used memory > 'maxmemory'.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Executes a command outside or inside EXEC. `held` carries EXEC's guards.
+pub fn run<'s>(
+    srv: &'s Server,
+    conn: &mut ConnState,
+    out: &mut BytesMut,
+    idx: usize,
+    args: &[&[u8]],
+    held: Option<(&mut Guards<'s>, bool)>,
+) {
+    let spec = &COMMANDS[idx];
+    let started = Instant::now();
+    let mut keys = std::mem::take(&mut conn.keys_buf);
+    keys.clear();
+    spec.key_indexes(args, &mut keys);
+    let result = execute(srv, conn, out, idx, args, &keys, held);
+    let st = &srv.cmd_stats[idx];
+    if let Err(e) = &result {
+        st.failed.fetch_add(1, Relaxed);
+        reply_err(srv, out, e);
+    }
+    conn.keys_buf = keys;
+    if conn.block.is_some() {
+        return;
+    }
+    let usec = started.elapsed().as_micros() as u64;
+    st.calls.fetch_add(1, Relaxed);
+    st.usec.fetch_add(usec, Relaxed);
+    srv.stats.commands.fetch_add(1, Relaxed);
+    conn.handle.last_cmd.store(idx, Relaxed);
+    let slower = srv.rt.read().slowlog_log_slower_than;
+    if slower >= 0 && usec as i64 >= slower {
+        slowlog_add(srv, conn, args, usec);
+    }
+}
+
+fn execute<'s>(
+    srv: &'s Server,
+    conn: &mut ConnState,
+    out: &mut BytesMut,
+    idx: usize,
+    args: &[&[u8]],
+    keys: &[usize],
+    held: Option<(&mut Guards<'s>, bool)>,
+) -> CmdResult {
+    let spec = &COMMANDS[idx];
+    if held.is_none() {
+        precheck(srv, spec)?;
+    }
+    let mut slots = std::mem::take(&mut conn.slots_buf);
+    slots.clear();
+    slots.extend(keys.iter().map(|&i| kvfleet_model::slot(args[i])));
+    slots.sort_unstable();
+    slots.dedup();
+    let moved = slots.iter().find(|&&s| !srv.is_owned(s)).copied();
+    if let Some(s) = moved {
+        conn.slots_buf = slots;
+        let addr = srv.moved_addr.read().clone();
+        return Err(err(format!("MOVED {s} {addr}")));
+    }
+    let mut held = held;
+    let (guards, all_locked) = match &mut held {
+        Some((g, all)) => (std::mem::take(*g), *all),
+        None => (
+            slots
+                .iter()
+                .map(|&s| (s, srv.db.slots[s as usize].lock()))
+                .collect(),
+            false,
+        ),
+    };
+    conn.slots_buf = slots;
+    let now = util::now_ms();
+    let mut ctx = Ctx {
+        srv,
+        conn,
+        out,
+        now,
+        dirty: 0,
+        spec,
+        db: Keys {
+            srv,
+            now,
+            guards,
+            all_locked,
+            count_hits: spec.has(flag::READONLY),
+        },
+    };
+    let r = HANDLERS[idx](&mut ctx, args);
+    let dirty = ctx.dirty;
+    let guards = std::mem::take(&mut ctx.db.guards);
+    match held {
+        Some((g, _)) => *g = guards,
+        None => drop(guards),
+    }
+    if dirty > 0 {
+        srv.stats.dirty.fetch_add(dirty, Relaxed);
+        if spec.has(flag::ALL_SLOTS) {
+            srv.signal_all();
+        }
+        for &i in keys {
+            srv.signal_key(args[i]);
+        }
+    }
+    r
+}
+
+fn slowlog_add(srv: &Server, conn: &ConnState, args: &[&[u8]], usec: u64) {
+    let max = srv.rt.read().slowlog_max_len;
+    let mut argv: Vec<Vec<u8>> = Vec::new();
+    let n = args.len().min(32);
+    for (i, a) in args[..n].iter().enumerate() {
+        if i == 31 && args.len() > 32 {
+            argv.push(format!("... ({} more arguments)", args.len() - 31).into_bytes());
+            break;
+        }
+        if a.len() > 128 {
+            let mut v = a[..128].to_vec();
+            v.extend_from_slice(format!("... ({} more bytes)", a.len() - 128).as_bytes());
+            argv.push(v);
+        } else {
+            argv.push(a.to_vec());
+        }
+    }
+    let mut log = srv.slowlog.lock();
+    let id = log.next_id;
+    log.next_id += 1;
+    log.entries.push_front(SlowEntry {
+        id,
+        ts: util::now_ms() / 1000,
+        usec,
+        args: argv,
+        addr: conn.handle.addr.clone(),
+        name: conn.handle.name.lock().clone().unwrap_or_default(),
+    });
+    log.entries.truncate(max);
+}
+
+// === argument helpers shared by the families ===
+
+pub fn int_arg(a: &[u8]) -> Result<i64, CmdError> {
+    util::parse_i64(a).ok_or(NOT_INT)
+}
+
+pub fn float_arg(a: &[u8]) -> Result<f64, CmdError> {
+    util::parse_f64(a).ok_or(NOT_FLOAT)
+}
+
+/// Case-insensitive option match.
+#[inline]
+pub fn is(a: &[u8], opt: &str) -> bool {
+    a.eq_ignore_ascii_case(opt.as_bytes())
+}
+
+/// Blocking timeout in seconds (a float in Redis 7).
+pub fn timeout_arg(a: &[u8]) -> Result<Option<std::time::Duration>, CmdError> {
+    let t = util::parse_f64(a).ok_or_else(|| err("ERR timeout is not a float or out of range"))?;
+    if t < 0.0 {
+        return Err(err("ERR timeout is negative"));
+    }
+    if !t.is_finite() || t > 1e12 {
+        return Err(err("ERR timeout is out of range"));
+    }
+    Ok(if t == 0.0 {
+        None
+    } else {
+        Some(std::time::Duration::from_secs_f64(t))
+    })
+}
+
+/// Redis's SCAN-family `COUNT`/`MATCH`/`TYPE` options.
+pub struct ScanOpts<'b> {
+    pub count: usize,
+    pub pattern: Option<&'b [u8]>,
+    pub typ: Option<&'b [u8]>,
+    pub novalues: bool,
+}
+
+pub fn scan_opts<'b>(args: &[&'b [u8]], allow_type: bool) -> Result<ScanOpts<'b>, CmdError> {
+    let mut o = ScanOpts {
+        count: 10,
+        pattern: None,
+        typ: None,
+        novalues: false,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let rest = args.len() - i - 1;
+        if is(args[i], "count") && rest >= 1 {
+            let c = int_arg(args[i + 1])?;
+            if c < 1 {
+                return Err(SYNTAX);
+            }
+            o.count = c as usize;
+            i += 2;
+        } else if is(args[i], "match") && rest >= 1 {
+            let p = args[i + 1];
+            o.pattern = if p == b"*" { None } else { Some(p) };
+            i += 2;
+        } else if allow_type && is(args[i], "type") && rest >= 1 {
+            o.typ = Some(args[i + 1]);
+            i += 2;
+        } else {
+            return Err(SYNTAX);
+        }
+    }
+    Ok(o)
+}
+
+/// Parses a SCAN cursor as Redis does (unsigned, strict).
+pub fn cursor_arg(a: &[u8]) -> Result<u64, CmdError> {
+    std::str::from_utf8(a)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| err("ERR invalid cursor"))
+}
+
+/// Resolves Redis's negative range indexes against `len`; `None` when empty.
+pub fn clamp_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let mut s = if start < 0 { len + start } else { start };
+    let mut e = if end < 0 { len + end } else { end };
+    if s < 0 {
+        s = 0;
+    }
+    if s > e || s >= len {
+        return None;
+    }
+    if e >= len {
+        e = len - 1;
+    }
+    Some((s as usize, e as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_row_has_a_handler() {
+        let missing: Vec<_> = COMMANDS
+            .iter()
+            .filter(|c| handler(c.name).is_none())
+            .map(|c| c.name)
+            .collect();
+        assert!(missing.is_empty(), "rows without handler: {missing:?}");
+    }
+}

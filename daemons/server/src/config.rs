@@ -1,0 +1,167 @@
+//! `kvfleet-server` configuration: a TOML file, every field optional.
+//!
+//! Defaults are Redis 7.0's where Redis has the setting. Fields that
+//! `CONFIG SET` may change at run time live in [`crate::server::Runtime`].
+
+use serde::Deserialize;
+
+pub const DEFAULT_BIND: &str = "127.0.0.1";
+pub const DEFAULT_PORT: u16 = 6379;
+pub const DEFAULT_MAXCLIENTS: usize = 10000;
+pub const DEFAULT_MAXMEMORY_POLICY: &str = "noeviction";
+pub const DEFAULT_MAXMEMORY_SAMPLES: usize = 5;
+pub const DEFAULT_HZ: u32 = 10;
+pub const DEFAULT_PROTO_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
+pub const DEFAULT_SLOWLOG_SLOWER_THAN: i64 = 10_000;
+pub const DEFAULT_SLOWLOG_MAX_LEN: usize = 128;
+pub const DEFAULT_PUBSUB_HARD: usize = 32 * 1024 * 1024;
+pub const DEFAULT_PUBSUB_SOFT: usize = 8 * 1024 * 1024;
+pub const DEFAULT_PUBSUB_SOFT_SECONDS: u64 = 60;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1`.
+    pub bind: String,
+    /// TCP port. Default 6379.
+    pub port: u16,
+    /// Password for `AUTH`; empty means none. Default empty.
+    pub requirepass: String,
+    /// Maximum simultaneous clients. Default 10000.
+    pub maxclients: usize,
+    /// Memory limit in bytes; 0 means none. Default 0.
+    pub maxmemory: u64,
+    /// One of Redis's eviction policies. Default `noeviction`.
+    pub maxmemory_policy: String,
+    /// Keys sampled per eviction. Default 5.
+    pub maxmemory_samples: usize,
+    /// Close idle clients after this many seconds; 0 means never. Default 0.
+    pub timeout: u64,
+    /// Background task frequency (active expiry). Default 10.
+    pub hz: u32,
+    /// Largest bulk string accepted, bytes. Default 512 MB.
+    pub proto_max_bulk_len: usize,
+    /// Slow log threshold in microseconds; negative disables. Default 10000.
+    pub slowlog_log_slower_than: i64,
+    /// Slow log entries kept. Default 128.
+    pub slowlog_max_len: usize,
+    /// Pub/sub client output buffer hard limit, bytes. Default 32 MB.
+    pub pubsub_hard_limit: usize,
+    /// Pub/sub soft limit, bytes, tolerated for `pubsub_soft_seconds`. Default 8 MB.
+    pub pubsub_soft_limit: usize,
+    /// Default 60.
+    pub pubsub_soft_seconds: u64,
+    /// Worker threads; 0 means one per core. Default 0.
+    pub threads: usize,
+    /// Slots this server owns, as ranges like `"0-511"`; empty means all. Default all.
+    pub slots: Vec<String>,
+    /// Address returned in `-MOVED` errors for slots owned elsewhere. Default empty.
+    pub moved_addr: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: DEFAULT_BIND.into(),
+            port: DEFAULT_PORT,
+            requirepass: String::new(),
+            maxclients: DEFAULT_MAXCLIENTS,
+            maxmemory: 0,
+            maxmemory_policy: DEFAULT_MAXMEMORY_POLICY.into(),
+            maxmemory_samples: DEFAULT_MAXMEMORY_SAMPLES,
+            timeout: 0,
+            hz: DEFAULT_HZ,
+            proto_max_bulk_len: DEFAULT_PROTO_MAX_BULK_LEN,
+            slowlog_log_slower_than: DEFAULT_SLOWLOG_SLOWER_THAN,
+            slowlog_max_len: DEFAULT_SLOWLOG_MAX_LEN,
+            pubsub_hard_limit: DEFAULT_PUBSUB_HARD,
+            pubsub_soft_limit: DEFAULT_PUBSUB_SOFT,
+            pubsub_soft_seconds: DEFAULT_PUBSUB_SOFT_SECONDS,
+            threads: 0,
+            slots: Vec::new(),
+            moved_addr: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid config: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Redis's eviction policies.
+pub const POLICIES: &[&str] = &[
+    "noeviction",
+    "allkeys-lru",
+    "volatile-lru",
+    "allkeys-lfu",
+    "volatile-lfu",
+    "allkeys-random",
+    "volatile-random",
+    "volatile-ttl",
+];
+
+impl Config {
+    pub fn from_toml_str(s: &str) -> Result<Self, ConfigError> {
+        let c: Config = toml::from_str(s)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !POLICIES.contains(&self.maxmemory_policy.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "unknown maxmemory_policy '{}'",
+                self.maxmemory_policy
+            )));
+        }
+        if self.hz == 0 || self.hz > 500 {
+            return Err(ConfigError::Invalid("hz must be 1..500".into()));
+        }
+        parse_slot_ranges(&self.slots).map_err(ConfigError::Invalid)?;
+        Ok(())
+    }
+}
+
+/// Parses `["0-511", "700"]` into a list of inclusive ranges.
+pub fn parse_slot_ranges(v: &[String]) -> Result<Vec<(u16, u16)>, String> {
+    let mut out = Vec::new();
+    for r in v {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let a: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad slot range '{r}'"))?;
+        let b: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad slot range '{r}'"))?;
+        if a > b || b as usize >= kvfleet_model::NUM_SLOTS {
+            return Err(format!("bad slot range '{r}'"));
+        }
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_equals_defaults() {
+        let s = include_str!("../kvfleet-server.example.toml");
+        assert_eq!(Config::from_toml_str(s).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_a_reason() {
+        let e = Config::from_toml_str("maxmemory_policy = \"lru\"").unwrap_err();
+        assert!(e.to_string().contains("maxmemory_policy"));
+        assert!(Config::from_toml_str("nosuch = 1").is_err());
+        assert!(Config::from_toml_str("slots = [\"5-1\"]").is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! One task per client connection: read, parse every complete request in the
+//! buffer, run each, and write all their replies in one write (pipelining
+//! costs one syscall per batch, not per command). A blocked command parks the
+//! task until a write to one of its keys, its timeout, a kill, or EOF.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::cmd::{self, ConnState};
+use crate::server::{ClientHandle, Server};
+use kvfleet_resp::{Limits, RequestParser, encode};
+
+/// Initial buffer sizes; both grow with the largest request or reply batch.
+const READ_BUF: usize = 16 * 1024;
+/// Flush replies mid-batch past this, so one huge pipeline cannot balloon memory.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// Reuses one vector's allocation for argument slices of different lifetimes:
+/// collecting an emptied vector through `map` keeps its buffer in place.
+fn recycle<'a>(mut v: Vec<&'static [u8]>) -> Vec<&'a [u8]> {
+    v.clear();
+    v.into_iter()
+        .map(|_| -> &'a [u8] { unreachable!() })
+        .collect()
+}
+fn park(mut v: Vec<&[u8]>) -> Vec<&'static [u8]> {
+    v.clear();
+    v.into_iter()
+        .map(|_| -> &'static [u8] { unreachable!() })
+        .collect()
+}
+
+pub async fn serve(srv: Arc<Server>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let id = srv.next_id.fetch_add(1, Relaxed);
+    let addr = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let laddr = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (push_tx, mut push_rx) = mpsc::unbounded_channel();
+    let handle = Arc::new(ClientHandle {
+        id,
+        addr,
+        laddr,
+        name: Default::default(),
+        lib_name: Default::default(),
+        lib_ver: Default::default(),
+        created: std::time::Instant::now(),
+        last_ms: crate::util::now_ms().into(),
+        last_cmd: usize::MAX.into(),
+        resp: 2.into(),
+        subs: 0.into(),
+        psubs: 0.into(),
+        multi: (-1).into(),
+        killed: false.into(),
+        kill: Default::default(),
+        push: push_tx,
+        pending: 0.into(),
+        soft_since: 0.into(),
+    });
+    srv.clients.lock().insert(id, handle.clone());
+    srv.stats.connections.fetch_add(1, Relaxed);
+    let mut conn = ConnState::new(handle.clone(), !srv.auth_required.load(Relaxed));
+    let span = tracing::debug_span!("conn", id, peer = %handle.addr);
+    let _e = span.enter();
+    if let Err(e) = conn_loop(&srv, &mut stream, &mut conn, &mut push_rx).await {
+        tracing::debug!(error = %e, "connection closed");
+    }
+    cmd::multi::unwatch_all(&srv, &mut conn);
+    cmd::pubsub::unsubscribe_all(&srv, &mut conn);
+    srv.clients.lock().remove(&id);
+}
+
+async fn conn_loop(
+    srv: &Arc<Server>,
+    stream: &mut TcpStream,
+    conn: &mut ConnState,
+    push_rx: &mut mpsc::UnboundedReceiver<bytes::Bytes>,
+) -> std::io::Result<()> {
+    let mut inbuf = BytesMut::with_capacity(READ_BUF);
+    let mut out = BytesMut::with_capacity(READ_BUF);
+    let mut parser = RequestParser::new();
+    let mut argv_store: Vec<&'static [u8]> = Vec::new();
+    let handle = conn.handle.clone();
+    loop {
+        // Run every complete request in the buffer.
+        loop {
+            let limits = Limits {
+                max_bulk_len: srv.rt.read().proto_max_bulk_len,
+                authenticated: conn.authed,
+            };
+            match parser.parse(&inbuf, &limits) {
+                Ok(Some(n)) => {
+                    if !parser.args.is_empty() {
+                        let mut argv = recycle(std::mem::take(&mut argv_store));
+                        argv.extend((0..parser.args.len()).map(|i| parser.arg(&inbuf, i)));
+                        cmd::dispatch(srv, conn, &mut out, &argv);
+                        if conn.block.is_some() {
+                            let owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
+                            argv_store = park(argv);
+                            inbuf.advance(n);
+                            flush(stream, &mut out, srv).await?;
+                            block(srv, stream, conn, &mut out, &mut inbuf, owned).await?;
+                            if conn.close {
+                                break;
+                            }
+                            continue;
+                        }
+                        argv_store = park(argv);
+                    }
+                    inbuf.advance(n);
+                    if conn.close {
+                        break;
+                    }
+                    if out.len() >= FLUSH_AT {
+                        flush(stream, &mut out, srv).await?;
+                    }
+                }
+                Ok(None) => {
+                    if parser.pending_bulk > 0 {
+                        inbuf.reserve(parser.pending_bulk);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let msg = format!("ERR {e}");
+                    encode::error(&mut out, msg.as_bytes());
+                    srv.stats.errors.fetch_add(1, Relaxed);
+                    conn.close = true;
+                    break;
+                }
+            }
+        }
+        flush(stream, &mut out, srv).await?;
+        if conn.close || handle.killed.load(Relaxed) {
+            return Ok(());
+        }
+        let timeout = srv.rt.read().timeout;
+        let idle = async {
+            if timeout == 0 || conn.subscribed() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(std::time::Duration::from_secs(timeout)).await
+            }
+        };
+        tokio::select! {
+            r = stream.read_buf(&mut inbuf) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(());
+                }
+                srv.stats.net_in.fetch_add(n as u64, Relaxed);
+                handle.last_ms.store(crate::util::now_ms(), Relaxed);
+            }
+            Some(m) = push_rx.recv() => {
+                out.extend_from_slice(&m);
+                let mut n = m.len();
+                while let Ok(m) = push_rx.try_recv() {
+                    n += m.len();
+                    out.extend_from_slice(&m);
+                    if out.len() >= FLUSH_AT {
+                        break;
+                    }
+                }
+                flush(stream, &mut out, srv).await?;
+                handle.pending.fetch_sub(n, Relaxed);
+            }
+            _ = handle.kill.notified() => return Ok(()),
+            _ = idle => return Ok(()),
+        }
+    }
+}
+
+async fn flush(stream: &mut TcpStream, out: &mut BytesMut, srv: &Server) -> std::io::Result<()> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        srv.stats.net_out.fetch_add(out.len() as u64, Relaxed);
+        out.clear();
+        // a burst of big replies should not pin a large buffer forever
+        if out.capacity() > 4 * 1024 * 1024 {
+            *out = BytesMut::with_capacity(READ_BUF);
+        }
+    }
+    Ok(())
+}
+
+/// Parks a blocked command until woken, then re-runs it; on timeout runs it
+/// once more in "timed out" mode so it writes its null reply.
+async fn block(
+    srv: &Arc<Server>,
+    stream: &mut TcpStream,
+    conn: &mut ConnState,
+    out: &mut BytesMut,
+    inbuf: &mut BytesMut,
+    args: Vec<Vec<u8>>,
+) -> std::io::Result<()> {
+    let argv: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+    while let Some(req) = conn.block.take() {
+        let notify = conn.notify.clone();
+        let sleep = async {
+            match req.deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut eof = false;
+        let timed_out = tokio::select! {
+            _ = notify.notified() => false,
+            _ = sleep => true,
+            _ = conn.handle.kill.notified() => { eof = true; false }
+            r = stream.read_buf(inbuf) => {
+                // more pipelined input waits in the buffer; EOF ends the wait
+                if matches!(r, Ok(0) | Err(_)) { eof = true; }
+                false
+            }
+        };
+        srv.unblock(&req.keys, &notify);
+        if eof {
+            conn.close = true;
+            return Ok(());
+        }
+        conn.block_timed_out = timed_out;
+        cmd::dispatch(srv, conn, out, &argv);
+        conn.block_timed_out = false;
+    }
+    flush(stream, out, srv).await
+}

@@ -1,0 +1,90 @@
+//! Background work at `hz`: active expiry (Redis's adaptive sampling), the
+//! ops/sec gauge, and idle-client timeouts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::server::Server;
+use kvfleet_model::NUM_SLOTS;
+
+/// `DEBUG SET-ACTIVE-EXPIRE 0` turns active expiry off (tests use it to see lazy expiry alone).
+pub static ACTIVE_EXPIRE: AtomicBool = AtomicBool::new(true);
+
+/// Keys sampled per slot per round, and the share of expired keys that
+/// makes us sample that slot again at once (Redis's 20 and 25%).
+const SAMPLES: usize = 20;
+const REPEAT_PERCENT: usize = 25;
+/// Share of each cycle's period active expiry may take (Redis's 25%).
+const CPU_PERCENT: u32 = 25;
+
+pub async fn run(srv: Arc<Server>) {
+    let mut last_cmds = 0u64;
+    let mut last_t = Instant::now();
+    let mut cursor = 0usize;
+    loop {
+        let hz = srv.rt.read().hz.max(1);
+        let period = Duration::from_millis(1000 / hz as u64);
+        tokio::time::sleep(period).await;
+        if ACTIVE_EXPIRE.load(Relaxed) {
+            let budget = period * CPU_PERCENT / 100;
+            let srv2 = srv.clone();
+            // slot locks are short, but the walk is CPU work: keep it off the I/O loop
+            cursor = tokio::task::spawn_blocking(move || active_expire(&srv2, cursor, budget))
+                .await
+                .unwrap_or(0);
+        }
+        let el = last_t.elapsed().as_secs_f64();
+        if el >= 1.0 {
+            let c = srv.stats.commands.load(Relaxed);
+            srv.stats
+                .ops_per_sec
+                .store(((c - last_cmds) as f64 / el) as u64, Relaxed);
+            last_cmds = c;
+            last_t = Instant::now();
+            kill_idle(&srv);
+        }
+    }
+}
+
+/// One cycle over the slots from `cursor`, within `budget`; returns where to resume.
+pub fn active_expire(srv: &Server, mut cursor: usize, budget: Duration) -> usize {
+    let start = Instant::now();
+    let now = crate::util::now_ms();
+    for _ in 0..NUM_SLOTS {
+        let slot = cursor;
+        cursor = (cursor + 1) % NUM_SLOTS;
+        let mut s = srv.db.slots[slot].lock();
+        loop {
+            if s.volatile == 0 {
+                break;
+            }
+            let (sampled, expired) = s.expire_sample(SAMPLES, now);
+            if sampled == 0 || expired * 100 < sampled * REPEAT_PERCENT {
+                break;
+            }
+            if start.elapsed() > budget {
+                break;
+            }
+        }
+        drop(s);
+        if start.elapsed() > budget {
+            break;
+        }
+    }
+    cursor
+}
+
+fn kill_idle(srv: &Server) {
+    let timeout = srv.rt.read().timeout;
+    if timeout == 0 {
+        return;
+    }
+    let now = crate::util::now_ms();
+    for c in srv.clients.lock().values() {
+        let subscribed = c.subs.load(Relaxed) + c.psubs.load(Relaxed) > 0;
+        if !subscribed && now.saturating_sub(c.last_ms.load(Relaxed)) > timeout * 1000 {
+            c.kill();
+        }
+    }
+}

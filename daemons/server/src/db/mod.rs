@@ -1,0 +1,183 @@
+//! The keyspace: 1024 slot tables, each behind its own mutex.
+//!
+//! Partitioning by slot is what makes per-slot counting, scanning, deleting and
+//! (later) migrating cheap, and it is also our concurrency unit: a command locks
+//! only the slots its keys hash to, so both cores serve requests at once. A
+//! slot table is an `IndexMap` because dense indexes give O(1) random sampling
+//! (eviction, active expiry, RANDOMKEY) and stable cursors for SCAN.
+//! See docs/decisions/0001-keyspace-and-threading.md.
+
+pub mod value;
+
+use indexmap::IndexMap;
+use parking_lot::Mutex;
+
+pub use value::{Bytes, Hasher, Score, Value, ZSet};
+
+use kvfleet_model::NUM_SLOTS;
+
+/// One key's record. 40 bytes plus the key and value allocations.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub value: Value,
+    /// Absolute expiry in Unix milliseconds; 0 means none.
+    pub expire_at: u64,
+    /// Last access, seconds on the server's LRU clock.
+    pub lru: u32,
+    /// Logarithmic access counter for the LFU policies (Redis's `LFU_INIT_VAL` is 5).
+    pub lfu: u8,
+}
+
+impl Entry {
+    pub fn new(value: Value) -> Self {
+        Entry {
+            value,
+            expire_at: 0,
+            lru: lru_clock(),
+            lfu: 5,
+        }
+    }
+
+    #[inline]
+    pub fn expired(&self, now: u64) -> bool {
+        self.expire_at != 0 && self.expire_at <= now
+    }
+}
+
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Seconds since the process started; cheap enough to stamp on every access.
+pub fn lru_clock() -> u32 {
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs() as u32
+}
+
+/// One slot's table and counters. All fields change under the slot's mutex.
+#[derive(Debug, Default)]
+pub struct Slot {
+    pub map: IndexMap<Bytes, Entry, Hasher>,
+    /// Keys with an expiry, so active expiry skips slots with none.
+    pub volatile: usize,
+    pub expired: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl Slot {
+    /// Index of a live key, deleting it first if it has expired (lazy expiry).
+    #[inline]
+    pub fn find(&mut self, key: &[u8], now: u64) -> Option<usize> {
+        let idx = self.map.get_index_of(key)?;
+        if self.map[idx].expired(now) {
+            self.remove_index(idx);
+            self.expired += 1;
+            return None;
+        }
+        Some(idx)
+    }
+
+    pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+        let idx = self.find(key, now)?;
+        Some(&mut self.map[idx])
+    }
+
+    pub fn remove_index(&mut self, idx: usize) -> Option<(Bytes, Entry)> {
+        let (k, e) = self.map.swap_remove_index(idx)?;
+        if e.expire_at != 0 {
+            self.volatile -= 1;
+        }
+        Some((k, e))
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let idx = self.map.get_index_of(key)?;
+        self.remove_index(idx).map(|(_, e)| e)
+    }
+
+    /// Inserts or replaces the whole entry.
+    pub fn insert(&mut self, key: &[u8], entry: Entry) {
+        if entry.expire_at != 0 {
+            self.volatile += 1;
+        }
+        if let Some(old) = self.map.get_mut(key) {
+            if old.expire_at != 0 {
+                self.volatile -= 1;
+            }
+            *old = entry;
+        } else {
+            self.map.insert(key.into(), entry);
+        }
+    }
+
+    pub fn set_expire(&mut self, idx: usize, at: u64) {
+        let e = &mut self.map[idx];
+        match (e.expire_at != 0, at != 0) {
+            (false, true) => self.volatile += 1,
+            (true, false) => self.volatile -= 1,
+            _ => {}
+        }
+        e.expire_at = at;
+    }
+
+    pub fn clear(&mut self) -> usize {
+        let n = self.map.len();
+        self.map = IndexMap::default();
+        self.volatile = 0;
+        n
+    }
+
+    /// Deletes up to `samples` random expired keys; returns (sampled, expired).
+    pub fn expire_sample(&mut self, samples: usize, now: u64) -> (usize, usize) {
+        let mut expired = 0;
+        let mut sampled = 0;
+        for _ in 0..samples {
+            let len = self.map.len();
+            if len == 0 || self.volatile == 0 {
+                break;
+            }
+            let i = fastrand::usize(..len);
+            sampled += 1;
+            if self.map[i].expired(now) {
+                self.remove_index(i);
+                self.expired += 1;
+                expired += 1;
+            }
+        }
+        (sampled, expired)
+    }
+}
+
+/// The whole keyspace.
+pub struct Db {
+    pub slots: Box<[Mutex<Slot>]>,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Db {
+    pub fn new() -> Self {
+        Db {
+            slots: (0..NUM_SLOTS)
+                .map(|_| Mutex::new(Slot::default()))
+                .collect(),
+        }
+    }
+
+    pub fn dbsize(&self) -> usize {
+        self.slots.iter().map(|s| s.lock().map.len()).sum()
+    }
+
+    /// `(keys, volatile)` summed over slots.
+    pub fn counts(&self) -> (usize, usize) {
+        self.slots.iter().fold((0, 0), |(k, v), s| {
+            let s = s.lock();
+            (k + s.map.len(), v + s.volatile)
+        })
+    }
+}

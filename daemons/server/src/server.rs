@@ -1,0 +1,290 @@
+//! State shared by every connection: the keyspace, run-time config, clients,
+//! pub/sub, blocked-client and WATCH registries, statistics and the slow log.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::Config;
+use crate::db::Db;
+use kvfleet_model::NUM_SLOTS;
+use kvfleet_model::commands::COMMANDS;
+
+/// Settings `CONFIG SET` can change while serving.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub requirepass: Option<Vec<u8>>,
+    pub maxclients: usize,
+    pub maxmemory_policy: String,
+    pub maxmemory_samples: usize,
+    pub timeout: u64,
+    pub hz: u32,
+    pub proto_max_bulk_len: usize,
+    pub slowlog_log_slower_than: i64,
+    pub slowlog_max_len: usize,
+    pub pubsub_hard_limit: usize,
+    pub pubsub_soft_limit: usize,
+    pub pubsub_soft_seconds: u64,
+}
+
+/// What other tasks need to see of a client (CLIENT LIST/KILL, pub/sub delivery).
+#[derive(Debug)]
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub name: Mutex<Option<Vec<u8>>>,
+    pub lib_name: Mutex<Option<Vec<u8>>>,
+    pub lib_ver: Mutex<Option<Vec<u8>>>,
+    pub created: Instant,
+    pub last_ms: AtomicU64,
+    pub last_cmd: AtomicUsize,
+    pub resp: AtomicU8,
+    pub subs: AtomicUsize,
+    pub psubs: AtomicUsize,
+    pub multi: AtomicI64,
+    pub killed: AtomicBool,
+    pub kill: Notify,
+    /// Pub/sub messages, already encoded for this client's protocol.
+    pub push: mpsc::UnboundedSender<Bytes>,
+    /// Bytes queued in `push` and not yet written: the output buffer limit applies to it.
+    pub pending: AtomicUsize,
+    /// When the soft limit was first exceeded (ms), 0 if under it.
+    pub soft_since: AtomicU64,
+}
+
+impl ClientHandle {
+    pub fn kill(&self) {
+        self.killed.store(true, Relaxed);
+        self.kill.notify_one();
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct CmdStat {
+    pub calls: AtomicU64,
+    pub usec: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub commands: AtomicU64,
+    pub connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub net_in: AtomicU64,
+    pub net_out: AtomicU64,
+    pub evicted: AtomicU64,
+    pub dirty: AtomicU64,
+    pub errors: AtomicU64,
+    pub pubsub_messages: AtomicU64,
+    /// ops/sec over the last cron window
+    pub ops_per_sec: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlowEntry {
+    pub id: u64,
+    pub ts: u64,
+    pub usec: u64,
+    pub args: Vec<Vec<u8>>,
+    pub addr: String,
+    pub name: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub struct SlowLog {
+    pub next_id: u64,
+    pub entries: VecDeque<SlowEntry>,
+}
+
+/// Clients blocked on keys (BLPOP and friends), woken after a write to a key.
+#[derive(Debug, Default)]
+pub struct Blocking {
+    pub count: AtomicUsize,
+    pub waiters: Mutex<HashMap<Box<[u8]>, Vec<Arc<Notify>>>>,
+}
+
+/// WATCHed keys: a write to one sets every watcher's dirty flag.
+#[derive(Debug, Default)]
+pub struct Watches {
+    pub count: AtomicUsize,
+    pub keys: Mutex<HashMap<Box<[u8]>, Vec<Arc<AtomicBool>>>>,
+}
+
+#[derive(Debug, Default)]
+pub struct PubSub {
+    pub channels: RwLock<HashMap<Box<[u8]>, Vec<Arc<ClientHandle>>>>,
+    pub patterns: RwLock<Vec<(Box<[u8]>, Arc<ClientHandle>)>>,
+}
+
+pub struct Server {
+    pub db: Db,
+    pub rt: RwLock<Runtime>,
+    /// Hot-path copies of run-time settings.
+    pub maxmemory: AtomicU64,
+    pub auth_required: AtomicBool,
+    pub stats: Stats,
+    pub cmd_stats: Vec<CmdStat>,
+    pub cmd_index: HashMap<&'static [u8], usize, crate::db::Hasher>,
+    pub clients: Mutex<HashMap<u64, Arc<ClientHandle>>>,
+    pub next_id: AtomicU64,
+    pub pubsub: PubSub,
+    pub blocking: Blocking,
+    pub watches: Watches,
+    pub slowlog: Mutex<SlowLog>,
+    pub owned: Box<[AtomicBool]>,
+    pub moved_addr: RwLock<String>,
+    pub start: Instant,
+    pub run_id: String,
+    pub port: AtomicU64,
+    pub config_file: Option<String>,
+    pub bind: String,
+    pub threads: usize,
+    pub lastsave: AtomicU64,
+}
+
+impl Server {
+    pub fn new(cfg: &Config, config_file: Option<String>) -> Arc<Server> {
+        let owned: Box<[AtomicBool]> = (0..NUM_SLOTS)
+            .map(|_| AtomicBool::new(cfg.slots.is_empty()))
+            .collect();
+        for (a, b) in crate::config::parse_slot_ranges(&cfg.slots).unwrap_or_default() {
+            for s in a..=b {
+                owned[s as usize].store(true, Relaxed);
+            }
+        }
+        let rt = Runtime {
+            requirepass: (!cfg.requirepass.is_empty()).then(|| cfg.requirepass.as_bytes().to_vec()),
+            maxclients: cfg.maxclients,
+            maxmemory_policy: cfg.maxmemory_policy.clone(),
+            maxmemory_samples: cfg.maxmemory_samples,
+            timeout: cfg.timeout,
+            hz: cfg.hz,
+            proto_max_bulk_len: cfg.proto_max_bulk_len,
+            slowlog_log_slower_than: cfg.slowlog_log_slower_than,
+            slowlog_max_len: cfg.slowlog_max_len,
+            pubsub_hard_limit: cfg.pubsub_hard_limit,
+            pubsub_soft_limit: cfg.pubsub_soft_limit,
+            pubsub_soft_seconds: cfg.pubsub_soft_seconds,
+        };
+        let run_id: String = (0..40)
+            .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+            .collect();
+        let run_id = run_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_digit() || ('a'..='f').contains(&c) {
+                    c
+                } else {
+                    'a'
+                }
+            })
+            .collect();
+        Arc::new(Server {
+            db: Db::new(),
+            auth_required: AtomicBool::new(rt.requirepass.is_some()),
+            rt: RwLock::new(rt),
+            maxmemory: AtomicU64::new(cfg.maxmemory),
+            stats: Stats::default(),
+            cmd_stats: COMMANDS.iter().map(|_| CmdStat::default()).collect(),
+            cmd_index: COMMANDS
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.as_bytes(), i))
+                .collect(),
+            clients: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            pubsub: PubSub::default(),
+            blocking: Blocking::default(),
+            watches: Watches::default(),
+            slowlog: Mutex::new(SlowLog::default()),
+            owned,
+            moved_addr: RwLock::new(cfg.moved_addr.clone()),
+            start: Instant::now(),
+            run_id,
+            port: AtomicU64::new(cfg.port as u64),
+            config_file,
+            bind: cfg.bind.clone(),
+            threads: cfg.threads,
+            lastsave: AtomicU64::new(crate::util::now_ms() / 1000),
+        })
+    }
+
+    /// Index of a command in `COMMANDS`, case-insensitively, without allocating.
+    #[inline]
+    pub fn lookup(&self, name: &[u8]) -> Option<usize> {
+        let mut buf = [0u8; 32];
+        if name.len() > buf.len() {
+            return None;
+        }
+        let lower = &mut buf[..name.len()];
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        self.cmd_index.get(&lower[..]).copied()
+    }
+
+    /// Wakes clients blocked on `key` after a write to it.
+    pub fn signal_key(&self, key: &[u8]) {
+        if self.blocking.count.load(Relaxed) > 0
+            && let Some(ws) = self.blocking.waiters.lock().get(key)
+        {
+            ws.iter().for_each(|n| n.notify_one());
+        }
+        if self.watches.count.load(Relaxed) > 0
+            && let Some(ws) = self.watches.keys.lock().get(key)
+        {
+            ws.iter().for_each(|f| f.store(true, Relaxed));
+        }
+    }
+
+    /// FLUSHALL/FLUSHDB: every watcher is dirty.
+    pub fn signal_all(&self) {
+        if self.watches.count.load(Relaxed) > 0 {
+            for ws in self.watches.keys.lock().values() {
+                ws.iter().for_each(|f| f.store(true, Relaxed));
+            }
+        }
+    }
+
+    pub fn block_on(&self, keys: &[Box<[u8]>], n: &Arc<Notify>) {
+        let mut w = self.blocking.waiters.lock();
+        for k in keys {
+            w.entry(k.clone()).or_default().push(n.clone());
+        }
+        self.blocking.count.fetch_add(1, Relaxed);
+    }
+
+    pub fn unblock(&self, keys: &[Box<[u8]>], n: &Arc<Notify>) {
+        let mut w = self.blocking.waiters.lock();
+        for k in keys {
+            if let Some(v) = w.get_mut(k) {
+                v.retain(|x| !Arc::ptr_eq(x, n));
+                if v.is_empty() {
+                    w.remove(k);
+                }
+            }
+        }
+        self.blocking.count.fetch_sub(1, Relaxed);
+    }
+
+    pub fn blocked_clients(&self) -> usize {
+        self.blocking.count.load(Relaxed)
+    }
+
+    pub fn used_memory(&self) -> u64 {
+        crate::alloc::allocated() as u64
+    }
+
+    pub fn is_owned(&self, slot: u16) -> bool {
+        self.owned[slot as usize].load(Relaxed)
+    }
+}
