@@ -1,1 +1,272 @@
+//! The one integration harness: spawns kvfleet binaries (built on demand with
+//! the test's own cargo profile) and Debian's `redis-server` on free loopback
+//! ports, waits for readiness with PING instead of sleeping, and kills them on
+//! drop. [`RawClient`] speaks RESP byte-for-byte, for exact reply comparison.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kvfleet_resp::Frame;
+
+/// How long a process may take to answer PING.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `target/<profile>` of the running test binary.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    // target/<profile>/deps/<test-bin>
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+/// Path to a workspace binary, built once per test process so tests never run a stale one.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = target_dir();
+    BUILT.get_or_init(|| {
+        if std::env::var_os("KVFLEET_NO_BUILD").is_some() {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--workspace", "--bins"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("run cargo build");
+        assert!(st.success(), "cargo build of the binaries failed");
+    });
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+/// A free loopback port (the OS picks; tiny race until the child binds it, so spawns retry).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind :0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A spawned process, killed (SIGKILL) and reaped on drop.
+pub struct Proc {
+    pub child: Child,
+    pub port: u16,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> RawClient {
+        RawClient::connect(self.port)
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_ready(p: &mut Proc) -> bool {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline {
+        if !p.alive() {
+            return false;
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", p.port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok() {
+                let mut buf = [0u8; 64];
+                if let Ok(n) = s.read(&mut buf)
+                    && (buf[..n].starts_with(b"+PONG")
+                        || buf[..n].starts_with(b"-NOAUTH")
+                        || buf[..n].starts_with(b"-LOADING"))
+                {
+                    return true;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Spawns `make(port)` until one binds and answers PING (ports can be raced).
+fn spawn_ready(name: &str, make: impl Fn(u16) -> Command) -> Proc {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut cmd = make(port);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        if std::env::var_os("KVFLEET_TEST_LOGS").is_none() {
+            cmd.stderr(Stdio::null());
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let mut p = Proc {
+            child,
+            port,
+            name: name.into(),
+        };
+        if wait_ready(&mut p) {
+            return p;
+        }
+    }
+    panic!("{name} did not become ready");
+}
+
+/// `kvfleet-server` on a free port with extra flags.
+pub fn kvfleet_server(extra: &[&str]) -> Proc {
+    let bin = binary("kvfleet-server");
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    spawn_ready("kvfleet-server", |port| {
+        let mut c = Command::new(&bin);
+        c.args(["--port", &port.to_string()]).args(&extra);
+        c
+    })
+}
+
+/// Debian's `redis-server` on a free port, persistence off, with extra `--name value` flags.
+pub fn redis_server(extra: &[&str]) -> Proc {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let dir = std::env::temp_dir();
+    spawn_ready("redis-server", |port| {
+        let mut c = Command::new("redis-server");
+        c.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--daemonize", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .args(&extra);
+        c
+    })
+}
+
+pub fn have_redis_server() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Encodes a command as a RESP multibulk.
+pub fn encode_cmd(args: &[&[u8]]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b"\r\n");
+    }
+    v
+}
+
+/// A blocking RESP client that returns replies as raw bytes.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    pub fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream.set_nodelay(true).ok();
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).expect("write");
+    }
+
+    /// Reads one complete reply frame's bytes; `None` on EOF.
+    pub fn read_reply(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(n) =
+                kvfleet_resp::frame_len(&self.buf).expect("server sent a malformed frame")
+            {
+                return Some(self.buf.drain(..n).collect());
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// True when the server closed the connection (EOF) within the read timeout.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+
+    pub fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        self.send(&encode_cmd(args));
+        self.read_reply().expect("connection closed")
+    }
+
+    /// `cmd` with string arguments, returning the decoded frame.
+    pub fn call(&mut self, args: &[&str]) -> Frame {
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        let raw = Bytes::from(self.cmd(&a));
+        kvfleet_resp::parse_frame(&raw)
+            .expect("frame")
+            .expect("complete")
+            .0
+    }
+}
+
+/// Shorthand for a bulk frame in assertions.
+pub fn bulk(s: &str) -> Frame {
+    Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+/// Polls `f` until it is true or `timeout` passes; for state that changes
+/// asynchronously (expiry, kills), where no readiness signal exists.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

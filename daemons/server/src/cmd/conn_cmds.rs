@@ -196,11 +196,14 @@ pub fn client_line(c: &ClientHandle) -> String {
 }
 
 fn unknown_sub(cmd: &str, sub: &[u8]) -> CmdError {
-    err(format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
-        String::from_utf8_lossy(sub),
-        cmd.to_uppercase()
-    ))
+    super::sub_error(
+        cmd,
+        sub,
+        &[
+            "id", "setname", "getname", "setinfo", "list", "info", "kill", "no-evict", "no-touch",
+            "help",
+        ],
+    )
 }
 
 pub fn client(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {

@@ -401,7 +401,7 @@ fn object(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "    Return the number of references of the value associated with the specified",
             "    <key>.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ];
         ctx.array(lines.len());
         for l in lines {
@@ -409,14 +409,9 @@ fn object(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
         return Ok(());
     }
-    let known = ["encoding", "freq", "idletime", "refcount"]
-        .iter()
-        .any(|s| is(sub, s));
-    if !known || a.len() != 3 {
-        return Err(err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try OBJECT HELP.",
-            String::from_utf8_lossy(sub)
-        )));
+    let known = ["encoding", "freq", "idletime", "refcount", "help"];
+    if !known[..4].iter().any(|s| is(sub, s)) || a.len() != 3 {
+        return Err(super::sub_error("object", sub, &known));
     }
     let policy = ctx.srv.rt.read().maxmemory_policy.clone();
     let lfu = policy.contains("lfu");

@@ -496,7 +496,7 @@ fn bmove(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], f: bool, t: bool, timeout: &[u8]) -
     match move_one(ctx, a[1], a[2], f, t)? {
         Some(v) => ctx.bulk(&v),
         None if ctx.may_block() => ctx.block(&a[1..2], timeout),
-        None => ctx.null(),
+        None => ctx.null_array(),
     }
     Ok(())
 }

@@ -443,6 +443,21 @@ pub fn trunc(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned()
 }
 
+/// Redis's two subcommand errors: a known subcommand with the wrong number of
+/// arguments, or an unknown one.
+pub fn sub_error(cmd: &str, sub: &[u8], known: &[&str]) -> CmdError {
+    let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    if known.contains(&lower.as_str()) {
+        arity_error(&format!("{cmd}|{lower}"))
+    } else {
+        err(format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            trunc(sub),
+            cmd.to_uppercase()
+        ))
+    }
+}
+
 pub fn arity_error(name: &str) -> CmdError {
     err(format!(
         "ERR wrong number of arguments for '{name}' command"
@@ -734,12 +749,19 @@ pub fn scan_opts<'b>(args: &[&'b [u8]], allow_type: bool) -> Result<ScanOpts<'b>
 }
 
 /// Parses a SCAN cursor as Redis does (unsigned, strict).
+/// Parses a SCAN cursor as Redis's `strtoul` does (a leading '-' wraps around).
 pub fn cursor_arg(a: &[u8]) -> Result<u64, CmdError> {
-    std::str::from_utf8(a)
+    let (neg, digits) = match a.first() {
+        Some(b'-') => (true, &a[1..]),
+        Some(b'+') => (false, &a[1..]),
+        _ => (false, a),
+    };
+    let v = std::str::from_utf8(digits)
         .ok()
         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| err("ERR invalid cursor"))
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| err("ERR invalid cursor"))?;
+    Ok(if neg { v.wrapping_neg() } else { v })
 }
 
 /// Resolves Redis's negative range indexes against `len`; `None` when empty.

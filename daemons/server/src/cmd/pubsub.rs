@@ -265,7 +265,8 @@ pub fn pubsub(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                 .map(|c| chans.get(*c).map_or(0, |v| v.len()))
                 .collect()
         };
-        ctx.map(counts.len());
+        // Redis 7.0 answers a flat array here, even in RESP3
+        ctx.array(counts.len() * 2);
         for (c, n) in a[2..].iter().zip(counts) {
             ctx.bulk(c);
             ctx.int(n as i64);
@@ -286,17 +287,25 @@ pub fn pubsub(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         if is(sub, "shardchannels") {
             ctx.array(0)
         } else {
-            ctx.map(a.len() - 2);
+            ctx.array((a.len() - 2) * 2);
             for c in &a[2..] {
                 ctx.bulk(c);
                 ctx.int(0);
             }
         }
     } else {
-        return Err(err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
-            String::from_utf8_lossy(sub)
-        )));
+        return Err(super::sub_error(
+            "pubsub",
+            sub,
+            &[
+                "channels",
+                "numsub",
+                "numpat",
+                "shardchannels",
+                "shardnumsub",
+                "help",
+            ],
+        ));
     }
     Ok(())
 }

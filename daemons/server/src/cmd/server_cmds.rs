@@ -14,11 +14,22 @@ use kvfleet_model::NUM_SLOTS;
 use kvfleet_model::commands::{COMMANDS, CommandSpec, flag};
 
 fn unknown_sub(cmd: &str, sub: &[u8]) -> CmdError {
-    err(format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
-        String::from_utf8_lossy(sub),
-        cmd.to_uppercase()
-    ))
+    let known: &[&str] = match cmd {
+        "command" => &["count", "docs", "getkeys", "info", "list", "help"],
+        "config" => &["get", "set", "resetstat", "rewrite", "help"],
+        "slowlog" => &["get", "len", "reset", "help"],
+        "debug" => &["sleep", "populate", "set-active-expire", "help"],
+        _ => &[
+            "count",
+            "scan",
+            "del",
+            "owned",
+            "own",
+            "disown",
+            "moved-addr",
+        ],
+    };
+    super::sub_error(cmd, sub, known)
 }
 
 // === COMMAND ===

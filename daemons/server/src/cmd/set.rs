@@ -63,6 +63,14 @@ fn reply_members<'s>(
     }
 }
 
+fn reply_members_array(ctx: &mut Ctx<'_, '_>, s: &SetVal) {
+    let v = ordered_members(s.iter().map(|m| &m[..]), s.len());
+    ctx.array(v.len());
+    for m in v {
+        ctx.bulk(m);
+    }
+}
+
 fn sadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let s = ctx.db.set_or_new(a[1])?;
     let mut n = 0;
@@ -176,6 +184,11 @@ fn srandmember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         Some(c) => {
             if c == i64::MIN {
                 return Err(err("ERR value is out of range"));
+            }
+            if c >= s.len() as i64 {
+                // the whole set, in the order Redis iterates it
+                reply_members_array(ctx, &s);
+                return Ok(());
             }
             let picks = random_picks(c, s.len());
             ctx.array(picks.len());

@@ -750,6 +750,8 @@ fn zrandmember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             let all: Vec<(&[u8], f64)> = z.iter().collect();
             let picks = match count {
                 None => vec![fastrand::usize(..all.len())],
+                // the whole set: Redis walks its listpack from the tail here
+                Some(c) if c >= all.len() as i64 => (0..all.len()).rev().collect(),
                 Some(c) => random_picks(c, all.len()),
             };
             picks
