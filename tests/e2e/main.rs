@@ -1,6 +1,6 @@
 //! End-to-end suites against real binaries: one test binary, one module per topic.
 
-//mod clients;
+mod clients;
 mod differential;
-//mod protocol;
-//mod server_features;
+mod protocol;
+mod server_features;

@@ -316,7 +316,9 @@ pub fn split_args(line: &[u8], out: &mut Vec<u8>, args: &mut Vec<Range<usize>>) 
 mod tests {
     use super::*;
 
-    fn parse(buf: &[u8]) -> Result<Option<(usize, Vec<Vec<u8>>)>, ProtocolError> {
+    type Parsed = Option<(usize, Vec<Vec<u8>>)>;
+
+    fn parse(buf: &[u8]) -> Result<Parsed, ProtocolError> {
         let mut p = RequestParser::new();
         let r = p.parse(buf, &Limits::default())?;
         Ok(r.map(|n| {

@@ -108,7 +108,7 @@ async fn conn_loop(
                             let owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
                             argv_store = park(argv);
                             inbuf.advance(n);
-                            flush(stream, &mut out, srv).await?;
+                            flush(stream, &mut out, srv, &handle).await?;
                             block(srv, stream, conn, &mut out, &mut inbuf, owned).await?;
                             if conn.close {
                                 break;
@@ -122,7 +122,7 @@ async fn conn_loop(
                         break;
                     }
                     if out.len() >= FLUSH_AT {
-                        flush(stream, &mut out, srv).await?;
+                        flush(stream, &mut out, srv, &handle).await?;
                     }
                 }
                 Ok(None) => {
@@ -140,7 +140,7 @@ async fn conn_loop(
                 }
             }
         }
-        flush(stream, &mut out, srv).await?;
+        flush(stream, &mut out, srv, &handle).await?;
         if conn.close || handle.killed.load(Relaxed) {
             return Ok(());
         }
@@ -171,7 +171,7 @@ async fn conn_loop(
                         break;
                     }
                 }
-                flush(stream, &mut out, srv).await?;
+                flush(stream, &mut out, srv, &handle).await?;
                 handle.pending.fetch_sub(n, Relaxed);
             }
             _ = handle.kill.notified() => return Ok(()),
@@ -180,9 +180,22 @@ async fn conn_loop(
     }
 }
 
-async fn flush(stream: &mut TcpStream, out: &mut BytesMut, srv: &Server) -> std::io::Result<()> {
+/// Writes the batch; a kill (e.g. an output-buffer limit) interrupts a write
+/// stuck on a client that stopped reading.
+async fn flush(
+    stream: &mut TcpStream,
+    out: &mut BytesMut,
+    srv: &Server,
+    handle: &ClientHandle,
+) -> std::io::Result<()> {
     if !out.is_empty() {
-        stream.write_all(out).await?;
+        if handle.killed.load(Relaxed) {
+            return Err(std::io::Error::other("client killed"));
+        }
+        tokio::select! {
+            r = stream.write_all(out) => r?,
+            _ = handle.kill.notified() => return Err(std::io::Error::other("client killed")),
+        }
         srv.stats.net_out.fetch_add(out.len() as u64, Relaxed);
         out.clear();
         // a burst of big replies should not pin a large buffer forever
@@ -232,5 +245,5 @@ async fn block(
         cmd::dispatch(srv, conn, out, &argv);
         conn.block_timed_out = false;
     }
-    flush(stream, out, srv).await
+    flush(stream, out, srv, &conn.handle).await
 }

@@ -106,24 +106,29 @@ pub struct SlowLog {
     pub entries: VecDeque<SlowEntry>,
 }
 
+/// Key (or channel) → the parties waiting on it.
+pub type KeyMap<T> = HashMap<Box<[u8]>, Vec<T>>;
+/// A pattern subscription: (pattern, subscriber).
+pub type PatternSub = (Box<[u8]>, Arc<ClientHandle>);
+
 /// Clients blocked on keys (BLPOP and friends), woken after a write to a key.
 #[derive(Debug, Default)]
 pub struct Blocking {
     pub count: AtomicUsize,
-    pub waiters: Mutex<HashMap<Box<[u8]>, Vec<Arc<Notify>>>>,
+    pub waiters: Mutex<KeyMap<Arc<Notify>>>,
 }
 
 /// WATCHed keys: a write to one sets every watcher's dirty flag.
 #[derive(Debug, Default)]
 pub struct Watches {
     pub count: AtomicUsize,
-    pub keys: Mutex<HashMap<Box<[u8]>, Vec<Arc<AtomicBool>>>>,
+    pub keys: Mutex<KeyMap<Arc<AtomicBool>>>,
 }
 
 #[derive(Debug, Default)]
 pub struct PubSub {
-    pub channels: RwLock<HashMap<Box<[u8]>, Vec<Arc<ClientHandle>>>>,
-    pub patterns: RwLock<Vec<(Box<[u8]>, Arc<ClientHandle>)>>,
+    pub channels: RwLock<KeyMap<Arc<ClientHandle>>>,
+    pub patterns: RwLock<Vec<PatternSub>>,
 }
 
 pub struct Server {

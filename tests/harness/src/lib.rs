@@ -229,10 +229,25 @@ impl RawClient {
         }
     }
 
-    /// True when the server closed the connection (EOF) within the read timeout.
+    /// True when the server closed the connection: reads (discarding anything
+    /// still buffered) until EOF or a reset; false if the read timeout passes first.
     pub fn closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+        let mut b = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
     }
 
     pub fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {

@@ -36,7 +36,7 @@ pub fn hash_remove(h: &mut HashVal, f: &[u8]) -> bool {
 }
 
 fn hset_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> Result<i64, super::CmdError> {
-    if a.len() % 2 != 0 {
+    if !a.len().is_multiple_of(2) {
         return Err(super::arity_error(ctx.spec.name));
     }
     let h = ctx.db.hash_or_new(a[1])?;

@@ -215,7 +215,7 @@ pub fn publish_to(srv: &Server, ch: &[u8], msg: &[u8]) -> usize {
     let mut n = 0;
     let mut cached: [Option<Bytes>; 2] = [None, None];
     if let Some(subs) = srv.pubsub.channels.read().get(ch) {
-        for c in subs {
+        for c in subs.iter().filter(|c| !c.killed.load(Relaxed)) {
             let r3 = c.resp.load(Relaxed) == 3;
             let m = cached[r3 as usize]
                 .get_or_insert_with(|| encode_message(r3, None, ch, msg))
@@ -225,7 +225,7 @@ pub fn publish_to(srv: &Server, ch: &[u8], msg: &[u8]) -> usize {
         }
     }
     for (p, c) in srv.pubsub.patterns.read().iter() {
-        if glob_match(p, ch, false) {
+        if !c.killed.load(Relaxed) && glob_match(p, ch, false) {
             let r3 = c.resp.load(Relaxed) == 3;
             deliver(srv, c, encode_message(r3, Some(p), ch, msg));
             n += 1;

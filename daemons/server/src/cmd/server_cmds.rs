@@ -272,7 +272,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         "client-output-buffer-limit" => {
             let s = String::from_utf8_lossy(v).to_ascii_lowercase();
             let parts: Vec<&str> = s.split_whitespace().collect();
-            if parts.len() % 4 != 0 {
+            if !parts.len().is_multiple_of(4) {
                 return Err("Invalid argument".into());
             }
             for c in parts.chunks(4) {
@@ -333,7 +333,7 @@ pub fn config(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             ctx.bulk(n.as_bytes());
             ctx.bulk(v.as_bytes());
         }
-    } else if is(sub, "set") && a.len() >= 4 && a.len() % 2 == 0 {
+    } else if is(sub, "set") && a.len() >= 4 && a.len().is_multiple_of(2) {
         for pv in a[2..].chunks(2) {
             let name = String::from_utf8_lossy(pv[0]).to_ascii_lowercase();
             if let Err(e) = config_set_one(ctx.srv, &name, pv[1]) {

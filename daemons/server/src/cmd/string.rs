@@ -279,7 +279,7 @@ fn mget(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 }
 
 fn mset(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return Err(super::arity_error(ctx.spec.name));
     }
     for kv in a[1..].chunks(2) {
@@ -291,7 +291,7 @@ fn mset(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 }
 
 fn msetnx(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return Err(super::arity_error(ctx.spec.name));
     }
     if a[1..].chunks(2).any(|kv| ctx.db.exists(kv[0])) {

@@ -60,13 +60,11 @@ type Items = Vec<(Box<[u8]>, f64)>;
 /// pairs when `nested`, as ZMPOP does).
 fn reply_items(ctx: &mut Ctx<'_, '_>, items: &Items, withscores: bool, nested: bool) {
     let pairs = withscores && (ctx.resp3() || nested);
-    if !withscores {
-        ctx.array(items.len());
-    } else if pairs {
-        ctx.array(items.len());
+    ctx.array(if withscores && !pairs {
+        items.len() * 2
     } else {
-        ctx.array(items.len() * 2);
-    }
+        items.len()
+    });
     for (m, s) in items {
         if pairs {
             ctx.array(2);
@@ -264,7 +262,7 @@ fn zadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         i += 1;
     }
     let rest = &a[i..];
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return Err(SYNTAX);
     }
     if nx && xx {
@@ -272,7 +270,7 @@ fn zadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "ERR XX and NX options at the same time are not compatible",
         ));
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if (nx && (gt || lt)) || (gt && lt) {
         return Err(err(
             "ERR GT, LT, and/or NX options at the same time are not compatible",
         ));

@@ -1,0 +1,573 @@
+//! Server behaviour beyond single replies: expiry, eviction, blocking pops,
+//! pub/sub (and its output-buffer limit), slot commands and ownership,
+//! concurrency across connections, SCAN's guarantee, config and INFO.
+
+use std::time::{Duration, Instant};
+
+use kvfleet_harness::{RawClient, bulk, encode_cmd, eventually, kvfleet_server};
+use kvfleet_resp::Frame;
+
+fn int(c: &mut RawClient, args: &[&str]) -> i64 {
+    match c.call(args) {
+        Frame::Integer(n) => n,
+        other => panic!("{args:?} -> {other:?}"),
+    }
+}
+
+fn info_field(c: &mut RawClient, section: &str, field: &str) -> String {
+    let Frame::Bulk(b) = c.call(&["INFO", section]) else {
+        panic!("INFO not bulk")
+    };
+    let text = String::from_utf8_lossy(&b).into_owned();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+}
+
+#[test]
+fn active_expiry_reclaims_keys_nobody_reads() {
+    let srv = kvfleet_server(&[]);
+    let mut c = srv.client();
+    let mut batch = Vec::new();
+    for i in 0..2000 {
+        batch.extend(encode_cmd(&[
+            b"SET",
+            format!("e:{i}").as_bytes(),
+            b"v",
+            b"PX",
+            b"200",
+        ]));
+    }
+    batch.extend(encode_cmd(&[b"SET", b"keep", b"v"]));
+    c.send(&batch);
+    for _ in 0..2001 {
+        c.read_reply().unwrap();
+    }
+    assert_eq!(int(&mut c, &["DBSIZE"]), 2001);
+    assert!(
+        eventually(Duration::from_secs(10), || int(&mut c, &["DBSIZE"]) == 1),
+        "expired keys were not reclaimed"
+    );
+    assert_eq!(info_field(&mut c, "stats", "expired_keys"), "2000");
+}
+
+#[test]
+fn lazy_expiry_hides_keys_when_active_expiry_is_off() {
+    let srv = kvfleet_server(&[]);
+    let mut c = srv.client();
+    assert_eq!(
+        c.call(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]),
+        Frame::Simple("OK".into())
+    );
+    c.call(&["SET", "k", "v", "PX", "50"]);
+    let start = Instant::now();
+    assert!(eventually(Duration::from_secs(5), || c.call(&["GET", "k"])
+        == Frame::Null));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert_eq!(int(&mut c, &["EXISTS", "k"]), 0);
+    c.call(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
+}
+
+#[test]
+fn maxmemory_evicts_under_lru_and_refuses_under_noeviction() {
+    let srv = kvfleet_server(&[]);
+    let mut c = srv.client();
+    let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    let limit = used + 4 * 1024 * 1024;
+    c.call(&["CONFIG", "SET", "maxmemory", &limit.to_string()]);
+    c.call(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    let val = vec![b'x'; 1000];
+    for i in 0..20_000 {
+        let r = c.cmd(&[b"SET", format!("k:{i}").as_bytes(), &val]);
+        assert_eq!(r, b"+OK\r\n");
+    }
+    let evicted: u64 = info_field(&mut c, "stats", "evicted_keys").parse().unwrap();
+    assert!(evicted > 10_000, "evicted only {evicted}");
+    let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    assert!(
+        used <= limit + 1024 * 1024,
+        "used {used} over limit {limit}"
+    );
+    assert!(int(&mut c, &["DBSIZE"]) < 20_000);
+    c.call(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    let mut refused = false;
+    for i in 0..20_000 {
+        let r = c.cmd(&[b"SET", format!("n:{i}").as_bytes(), &val]);
+        if r != b"+OK\r\n" {
+            assert_eq!(
+                r,
+                b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"
+            );
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "noeviction never refused a write");
+    assert_eq!(
+        c.call(&["GET", "nosuch"]),
+        Frame::Null,
+        "reads must still work"
+    );
+    assert_eq!(
+        int(&mut c, &["DEL", "k:19999"]),
+        1,
+        "deletes must still work"
+    );
+}
+
+#[test]
+fn volatile_ttl_evicts_only_keys_with_ttl() {
+    let srv = kvfleet_server(&["--maxmemory-policy", "volatile-ttl"]);
+    let mut c = srv.client();
+    let val = vec![b'x'; 1000];
+    for i in 0..2000 {
+        c.cmd(&[b"SET", format!("p:{i}").as_bytes(), &val]);
+    }
+    let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    c.call(&[
+        "CONFIG",
+        "SET",
+        "maxmemory",
+        &(used + 2 * 1024 * 1024).to_string(),
+    ]);
+    for i in 0..6000 {
+        c.cmd(&[b"SET", format!("v:{i}").as_bytes(), &val, b"EX", b"1000"]);
+    }
+    assert!(
+        info_field(&mut c, "stats", "evicted_keys")
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    for i in (0..2000).step_by(97) {
+        assert_eq!(
+            int(&mut c, &["EXISTS", &format!("p:{i}")]),
+            1,
+            "persistent key p:{i} was evicted"
+        );
+    }
+}
+
+#[test]
+fn blpop_wakes_on_push_from_another_client() {
+    let srv = kvfleet_server(&[]);
+    let port = srv.port;
+    let waiter = std::thread::spawn(move || {
+        let mut c = RawClient::connect(port);
+        c.call(&["BLPOP", "q1", "q2", "5"])
+    });
+    let mut c = srv.client();
+    assert!(eventually(Duration::from_secs(5), || info_field(
+        &mut c,
+        "clients",
+        "blocked_clients"
+    ) == "1"));
+    assert_eq!(int(&mut c, &["RPUSH", "q2", "job"]), 1);
+    assert_eq!(
+        waiter.join().unwrap(),
+        Frame::Array(vec![bulk("q2"), bulk("job")])
+    );
+    assert_eq!(
+        int(&mut c, &["EXISTS", "q2"]),
+        0,
+        "the element must be consumed exactly once"
+    );
+    assert_eq!(info_field(&mut c, "clients", "blocked_clients"), "0");
+}
+
+#[test]
+fn blocking_pops_time_out_and_blmove_moves() {
+    let srv = kvfleet_server(&[]);
+    let mut c = srv.client();
+    let t = Instant::now();
+    assert_eq!(c.cmd(&[b"BLPOP", b"nosuch", b"0.2"]), b"*-1\r\n");
+    assert!(
+        t.elapsed() >= Duration::from_millis(190),
+        "returned after {:?}",
+        t.elapsed()
+    );
+    let port = srv.port;
+    let waiter = std::thread::spawn(move || {
+        RawClient::connect(port).call(&["BLMOVE", "src", "dst", "LEFT", "RIGHT", "0"])
+    });
+    assert!(eventually(Duration::from_secs(5), || info_field(
+        &mut c,
+        "clients",
+        "blocked_clients"
+    ) == "1"));
+    c.call(&["LPUSH", "src", "a"]);
+    assert_eq!(waiter.join().unwrap(), bulk("a"));
+    assert_eq!(
+        c.call(&["LRANGE", "dst", "0", "-1"]),
+        Frame::Array(vec![bulk("a")])
+    );
+    let port = srv.port;
+    let z = std::thread::spawn(move || RawClient::connect(port).call(&["BZPOPMIN", "zq", "0"]));
+    assert!(eventually(Duration::from_secs(5), || info_field(
+        &mut c,
+        "clients",
+        "blocked_clients"
+    ) == "1"));
+    c.call(&["ZADD", "zq", "3", "m"]);
+    assert_eq!(
+        z.join().unwrap(),
+        Frame::Array(vec![bulk("zq"), bulk("m"), bulk("3")])
+    );
+}
+
+#[test]
+fn blocked_client_that_disconnects_is_forgotten() {
+    let srv = kvfleet_server(&[]);
+    let mut c = srv.client();
+    {
+        let mut b = srv.client();
+        b.send(&encode_cmd(&[b"BLPOP", b"never", b"0"]));
+        assert!(eventually(Duration::from_secs(5), || info_field(
+            &mut c,
+            "clients",
+            "blocked_clients"
+        ) == "1"));
+    }
+    assert!(eventually(Duration::from_secs(5), || info_field(
+        &mut c,
+        "clients",
+        "blocked_clients"
+    ) == "0"));
+    c.call(&["RPUSH", "never", "x"]);
+    assert_eq!(
+        int(&mut c, &["LLEN", "never"]),
+        1,
+        "no ghost consumer may take the element"
+    );
+}
+
+#[test]
+fn pubsub_delivers_to_channels_and_patterns_in_resp2_and_resp3() {
+    let srv = kvfleet_server(&[]);
+    let mut sub2 = srv.client();
+    assert_eq!(
+        sub2.cmd(&[b"SUBSCRIBE", b"news"]),
+        b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    );
+    assert_eq!(
+        sub2.cmd(&[b"PSUBSCRIBE", b"n*"]),
+        b"*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:2\r\n"
+    );
+    assert!(
+        sub2.cmd(&[b"GET", b"x"])
+            .starts_with(b"-ERR Can't execute 'get'")
+    );
+    assert_eq!(sub2.cmd(&[b"PING"]), b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    let mut sub3 = srv.client();
+    sub3.cmd(&[b"HELLO", b"3"]);
+    assert_eq!(
+        sub3.cmd(&[b"SUBSCRIBE", b"news"]),
+        b">3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    );
+    assert_eq!(
+        sub3.cmd(&[b"GET", b"x"]),
+        b"_\r\n",
+        "RESP3 subscribers may run commands"
+    );
+    let mut p = srv.client();
+    assert_eq!(int(&mut p, &["PUBLISH", "news", "hi"]), 3);
+    assert_eq!(
+        sub2.read_reply().unwrap(),
+        b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+    );
+    assert_eq!(
+        sub2.read_reply().unwrap(),
+        b"*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+    );
+    assert_eq!(
+        sub3.read_reply().unwrap(),
+        b">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+    );
+    assert_eq!(
+        p.call(&["PUBSUB", "NUMSUB", "news"]),
+        Frame::Array(vec![bulk("news"), Frame::Integer(2)])
+    );
+    assert_eq!(int(&mut p, &["PUBSUB", "NUMPAT"]), 1);
+    assert_eq!(
+        sub2.cmd(&[b"UNSUBSCRIBE"]),
+        b"*3\r\n$11\r\nunsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    );
+    drop(sub3);
+    assert!(eventually(Duration::from_secs(5), || int(
+        &mut p,
+        &["PUBLISH", "news", "x"]
+    ) == 1));
+}
+
+#[test]
+fn slow_subscriber_is_disconnected_at_the_hard_output_limit() {
+    let srv = kvfleet_server(&[]);
+    let mut p = srv.client();
+    p.call(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 1mb 512kb 60",
+    ]);
+    let mut slow = srv.client();
+    slow.cmd(&[b"SUBSCRIBE", b"firehose"]);
+    // The slow subscriber never reads; its socket buffers fill, then our queue.
+    let msg = vec![b'm'; 64 * 1024];
+    let mut delivered_to_zero = false;
+    for _ in 0..2000 {
+        if int(
+            &mut p,
+            &["PUBLISH", "firehose", std::str::from_utf8(&msg).unwrap()],
+        ) == 0
+        {
+            delivered_to_zero = true;
+            break;
+        }
+    }
+    assert!(delivered_to_zero, "slow subscriber was never disconnected");
+    assert_eq!(
+        p.call(&["PING"]),
+        Frame::Simple("PONG".into()),
+        "the publisher keeps being served"
+    );
+    assert!(
+        slow.closed(),
+        "the slow subscriber's connection must be closed"
+    );
+}
+
+#[test]
+fn slot_commands_count_scan_delete_and_redirect() {
+    let srv = kvfleet_server(&[]);
+    let mut c = srv.client();
+    for i in 0..300 {
+        c.call(&["SET", &format!("{{tag}}:{i}"), "v"]);
+    }
+    c.call(&["SET", "other", "v"]);
+    let slot = kvfleet_model_slot("tag");
+    assert_eq!(int(&mut c, &["SLOTS", "COUNT", &slot.to_string()]), 300);
+    let mut cursor = "0".to_string();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let Frame::Array(v) = c.call(&["SLOTS", "SCAN", &slot.to_string(), &cursor, "COUNT", "50"])
+        else {
+            panic!()
+        };
+        let Frame::Bulk(next) = &v[0] else { panic!() };
+        let Frame::Array(keys) = &v[1] else { panic!() };
+        for k in keys {
+            let Frame::Bulk(k) = k else { panic!() };
+            seen.insert(k.clone());
+        }
+        cursor = String::from_utf8_lossy(next).into_owned();
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 300);
+    assert_eq!(int(&mut c, &["SLOTS", "DEL", &slot.to_string()]), 300);
+    assert_eq!(int(&mut c, &["DBSIZE"]), 1);
+    c.call(&["SLOTS", "MOVED-ADDR", "10.0.0.9:6379"]);
+    let oslot = kvfleet_model_slot("other");
+    c.call(&["SLOTS", "DISOWN", &format!("{oslot}-{oslot}")]);
+    assert_eq!(
+        c.cmd(&[b"GET", b"other"]),
+        format!("-MOVED {oslot} 10.0.0.9:6379\r\n").into_bytes()
+    );
+    assert_eq!(
+        c.cmd(&[b"SET", b"other", b"x"]),
+        format!("-MOVED {oslot} 10.0.0.9:6379\r\n").into_bytes()
+    );
+    c.call(&["SLOTS", "OWN", &format!("{oslot}")]);
+    assert_eq!(c.call(&["GET", "other"]), bulk("v"));
+}
+
+/// The slot function as the server uses it, checked independently by the model crate's vectors.
+fn kvfleet_model_slot(tag: &str) -> u16 {
+    (crc32(tag.as_bytes()) % 1024) as u16
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn concurrent_clients_on_both_cores_never_lose_updates() {
+    let srv = kvfleet_server(&["--threads", "2"]);
+    let port = srv.port;
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = RawClient::connect(port);
+                let mut batch = Vec::new();
+                for i in 0..2000 {
+                    batch.extend(encode_cmd(&[b"INCR", b"shared"]));
+                    batch.extend(encode_cmd(&[
+                        b"MSET",
+                        format!("a{i}").as_bytes(),
+                        b"1",
+                        format!("b{i}").as_bytes(),
+                        b"1",
+                    ]));
+                    batch.extend(encode_cmd(&[b"MULTI"]));
+                    batch.extend(encode_cmd(&[b"INCR", b"{t}x"]));
+                    batch.extend(encode_cmd(&[b"INCR", b"{t}y"]));
+                    batch.extend(encode_cmd(&[b"EXEC"]));
+                }
+                c.send(&batch);
+                for _ in 0..2000 * 6 {
+                    c.read_reply().unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut c = srv.client();
+    // EXEC must be atomic: no reader ever sees x and y apart
+    for _ in 0..200 {
+        let Frame::Array(v) = c.call(&["MGET", "{t}x", "{t}y"]) else {
+            panic!()
+        };
+        assert_eq!(v[0], v[1], "MULTI/EXEC was observed half-applied");
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(c.call(&["GET", "shared"]), bulk("16000"));
+    assert_eq!(c.call(&["GET", "{t}x"]), bulk("16000"));
+    assert_eq!(int(&mut c, &["DBSIZE"]), 4003);
+}
+
+#[test]
+fn scan_returns_every_key_present_throughout_despite_concurrent_deletes() {
+    let srv = kvfleet_server(&[]);
+    let mut c = srv.client();
+    let mut batch = Vec::new();
+    for i in 0..10_000 {
+        batch.extend(encode_cmd(&[b"SET", format!("key:{i}").as_bytes(), b"v"]));
+    }
+    c.send(&batch);
+    for _ in 0..10_000 {
+        c.read_reply().unwrap();
+    }
+    let mut w = srv.client();
+    let mut cursor = "0".to_string();
+    let mut seen = std::collections::HashSet::new();
+    let mut round = 0;
+    loop {
+        let Frame::Array(v) = c.call(&["SCAN", &cursor, "COUNT", "100"]) else {
+            panic!()
+        };
+        let Frame::Bulk(next) = &v[0] else { panic!() };
+        let Frame::Array(keys) = &v[1] else { panic!() };
+        for k in keys {
+            let Frame::Bulk(k) = k else { panic!() };
+            seen.insert(String::from_utf8_lossy(k).into_owned());
+        }
+        // churn: delete odd keys (swap-removes inside slot tables) and add new ones
+        for j in 0..20 {
+            let i = (round * 20 + j) * 2 + 1;
+            if i < 10_000 {
+                w.call(&["DEL", &format!("key:{i}")]);
+            }
+            w.call(&["SET", &format!("new:{round}:{j}"), "v"]);
+        }
+        round += 1;
+        cursor = String::from_utf8_lossy(next).into_owned();
+        if cursor == "0" {
+            break;
+        }
+    }
+    for i in (0..10_000).step_by(2) {
+        assert!(
+            seen.contains(&format!("key:{i}")),
+            "SCAN missed key:{i}, present from start to end"
+        );
+    }
+}
+
+#[test]
+fn slowlog_info_and_client_commands_report_what_happened() {
+    let srv = kvfleet_server(&[]);
+    let mut c = srv.client();
+    c.call(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    c.call(&["CLIENT", "SETNAME", "tester"]);
+    c.call(&["SET", "a", "1"]);
+    let Frame::Array(entries) = c.call(&["SLOWLOG", "GET", "1"]) else {
+        panic!()
+    };
+    let Frame::Array(e) = &entries[0] else {
+        panic!()
+    };
+    assert_eq!(e[3], Frame::Array(vec![bulk("SET"), bulk("a"), bulk("1")]));
+    assert_eq!(e[5], bulk("tester"));
+    let Frame::Bulk(list) = c.call(&["CLIENT", "LIST"]) else {
+        panic!()
+    };
+    assert!(String::from_utf8_lossy(&list).contains("name=tester"));
+    for (section, field) in [
+        ("server", "redis_version"),
+        ("server", "tcp_port"),
+        ("clients", "connected_clients"),
+        ("memory", "used_memory"),
+        ("memory", "maxmemory_policy"),
+        ("persistence", "rdb_changes_since_last_save"),
+        ("stats", "total_commands_processed"),
+        ("stats", "keyspace_hits"),
+        ("replication", "role"),
+        ("cpu", "used_cpu_user"),
+    ] {
+        info_field(&mut c, section, field);
+    }
+    assert_eq!(
+        info_field(&mut c, "server", "tcp_port"),
+        srv.port.to_string()
+    );
+    let Frame::Bulk(cs) = c.call(&["INFO", "commandstats"]) else {
+        panic!()
+    };
+    assert!(String::from_utf8_lossy(&cs).contains("cmdstat_set:calls=1,"));
+    let mut victim = srv.client();
+    let Frame::Integer(id) = victim.call(&["CLIENT", "ID"]) else {
+        panic!()
+    };
+    assert_eq!(int(&mut c, &["CLIENT", "KILL", "ID", &id.to_string()]), 1);
+    assert!(victim.closed());
+}
+
+#[test]
+fn config_file_is_read_and_bad_config_exits_64_before_binding() {
+    let dir = std::env::temp_dir().join(format!("kvfleet-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "maxmemory_policy = \"sometimes\"\n").unwrap();
+    let st = std::process::Command::new(kvfleet_harness::binary("kvfleet-server"))
+        .args(["--config", bad.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(64));
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "requirepass = \"pw\"\nmaxmemory = 123456789\n").unwrap();
+    let srv = kvfleet_server(&["--config", good.to_str().unwrap()]);
+    let mut c = srv.client();
+    assert_eq!(c.cmd(&[b"AUTH", b"pw"]), b"+OK\r\n");
+    assert_eq!(
+        c.call(&["CONFIG", "GET", "maxmemory"]),
+        Frame::Array(vec![bulk("maxmemory"), bulk("123456789")])
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
