@@ -11,6 +11,8 @@ use crate::request::parse_i64;
 
 /// Nesting deeper than this is refused rather than risking the stack.
 const MAX_DEPTH: usize = 512;
+/// Bulk lengths past this are refused rather than awaited (Redis's own cap is 512 MB).
+const MAX_BULK: i64 = 1 << 32;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
@@ -69,13 +71,24 @@ fn scan(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, DecodeErr
     };
     let next = nl + 2;
     match tag {
-        b'+' | b'-' | b':' | b',' | b'#' | b'(' | b'_' => Ok(Some(next)),
+        b'+' | b'-' | b',' | b'(' => Ok(Some(next)),
+        // validated here so that a frame `frame_len` accepts always parses
+        b':' => int_of(&buf[pos + 1..nl]).map(|_| Some(next)),
+        b'#' if matches!(&buf[pos + 1..nl], b"t" | b"f") => Ok(Some(next)),
+        b'_' if nl == pos + 1 => Ok(Some(next)),
+        b'#' | b'_' => Err(DecodeError("invalid boolean or null")),
         b'$' | b'!' | b'=' => {
             let n = int_of(&buf[pos + 1..nl])?;
             if n < 0 {
                 return Ok(Some(next));
             }
-            let end = next + n as usize + 2;
+            if n > MAX_BULK {
+                return Err(DecodeError("length too large"));
+            }
+            let end = next
+                .checked_add(n as usize)
+                .and_then(|e| e.checked_add(2))
+                .ok_or(DecodeError("length too large"))?;
             if buf.len() < end {
                 return Ok(None);
             }
@@ -89,7 +102,7 @@ fn scan(buf: &[u8], pos: usize, depth: usize) -> Result<Option<usize>, DecodeErr
             let items = if n < 0 {
                 0
             } else if matches!(tag, b'%' | b'|') {
-                n * 2
+                n.checked_mul(2).ok_or(DecodeError("length too large"))?
             } else {
                 n
             };
@@ -276,5 +289,11 @@ mod tests {
         assert_eq!(frame_len(raw).unwrap(), Some(raw.len()));
         assert!(frame_len(b"?x\r\n").is_err());
         assert!(frame_len(b"$3\r\nfooXX").is_err());
+        // found by the fuzzer: the check phase must reject what the parse phase rejects
+        assert!(frame_len(b":X4\t_\n#\r\nt\t\x1f\n").is_err());
+        assert!(frame_len(b"#x\r\n").is_err());
+        assert!(frame_len(b"_x\r\n").is_err());
+        assert!(frame_len(b"*3\r\n%5666666666666666667\r\n").is_err());
+        assert!(frame_len(b"$9223372036854775807\r\n").is_err());
     }
 }
