@@ -93,9 +93,11 @@ async fn conn_loop(
     let handle = conn.handle.clone();
     loop {
         // Run every complete request in the buffer.
+        conn.now_ms = crate::util::now_ms();
+        conn.clock = std::time::Instant::now();
         loop {
             let limits = Limits {
-                max_bulk_len: srv.rt.read().proto_max_bulk_len,
+                max_bulk_len: srv.proto_max_bulk_len.load(Relaxed),
                 authenticated: conn.authed,
             };
             match parser.parse(&inbuf, &limits) {
@@ -140,6 +142,7 @@ async fn conn_loop(
                 }
             }
         }
+        cmd::flush_stats(srv, conn);
         flush(stream, &mut out, srv, &handle).await?;
         if conn.close || handle.killed.load(Relaxed) {
             return Ok(());
@@ -242,6 +245,8 @@ async fn block(
             return Ok(());
         }
         conn.block_timed_out = timed_out;
+        conn.now_ms = crate::util::now_ms();
+        conn.clock = std::time::Instant::now();
         cmd::dispatch(srv, conn, out, &argv);
         conn.block_timed_out = false;
     }

@@ -26,6 +26,7 @@ pub async fn run(srv: Arc<Server>) {
         let hz = srv.rt.read().hz.max(1);
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::time::sleep(period).await;
+        crate::db::tick_lru_clock();
         if ACTIVE_EXPIRE.load(Relaxed) {
             let budget = period * CPU_PERCENT / 100;
             let srv2 = srv.clone();

@@ -137,6 +137,8 @@ pub struct Server {
     /// Hot-path copies of run-time settings.
     pub maxmemory: AtomicU64,
     pub auth_required: AtomicBool,
+    pub proto_max_bulk_len: AtomicUsize,
+    pub slowlog_slower_than: AtomicI64,
     pub stats: Stats,
     pub cmd_stats: Vec<CmdStat>,
     pub cmd_index: HashMap<&'static [u8], usize, crate::db::Hasher>,
@@ -197,6 +199,8 @@ impl Server {
         Arc::new(Server {
             db: Db::new(),
             auth_required: AtomicBool::new(rt.requirepass.is_some()),
+            proto_max_bulk_len: AtomicUsize::new(rt.proto_max_bulk_len),
+            slowlog_slower_than: AtomicI64::new(rt.slowlog_log_slower_than),
             rt: RwLock::new(rt),
             maxmemory: AtomicU64::new(cfg.maxmemory),
             stats: Stats::default(),

@@ -83,6 +83,14 @@ pub struct ConnState {
     pub notify: Arc<Notify>,
     /// Set by QUIT and protocol errors: close after flushing replies.
     pub close: bool,
+    /// Wall clock (ms) for this batch of requests: expiry checks use it.
+    pub now_ms: u64,
+    /// End of the previous command (or start of the batch): each command's
+    /// duration costs one clock read.
+    pub clock: Instant,
+    /// Per-command (index, calls, usec) not yet added to the shared counters;
+    /// flushed once per batch so cores do not fight over counter cache lines.
+    pending_stats: Vec<(usize, u64, u64)>,
     keys_buf: Vec<usize>,
     slots_buf: Vec<u16>,
 }
@@ -104,6 +112,9 @@ impl ConnState {
             block_timed_out: false,
             notify: Arc::new(Notify::new()),
             close: false,
+            now_ms: util::now_ms(),
+            clock: Instant::now(),
+            pending_stats: Vec::new(),
             keys_buf: Vec::new(),
             slots_buf: Vec::new(),
         }
@@ -550,7 +561,9 @@ pub fn run<'s>(
     held: Option<(&mut Guards<'s>, bool)>,
 ) {
     let spec = &COMMANDS[idx];
-    let started = Instant::now();
+    if spec.name == "info" {
+        flush_stats(srv, conn);
+    }
     let mut keys = std::mem::take(&mut conn.keys_buf);
     keys.clear();
     spec.key_indexes(args, &mut keys);
@@ -564,12 +577,18 @@ pub fn run<'s>(
     if conn.block.is_some() {
         return;
     }
-    let usec = started.elapsed().as_micros() as u64;
-    st.calls.fetch_add(1, Relaxed);
-    st.usec.fetch_add(usec, Relaxed);
-    srv.stats.commands.fetch_add(1, Relaxed);
+    let end = Instant::now();
+    let usec = end.duration_since(conn.clock).as_micros() as u64;
+    conn.clock = end;
+    match conn.pending_stats.iter_mut().find(|p| p.0 == idx) {
+        Some(p) => {
+            p.1 += 1;
+            p.2 += usec;
+        }
+        None => conn.pending_stats.push((idx, 1, usec)),
+    }
     conn.handle.last_cmd.store(idx, Relaxed);
-    let slower = srv.rt.read().slowlog_log_slower_than;
+    let slower = srv.slowlog_slower_than.load(Relaxed);
     if slower >= 0 && usec as i64 >= slower {
         slowlog_add(srv, conn, args, usec);
     }
@@ -611,7 +630,7 @@ fn execute<'s>(
         ),
     };
     conn.slots_buf = slots;
-    let now = util::now_ms();
+    let now = conn.now_ms;
     let mut ctx = Ctx {
         srv,
         conn,
@@ -644,6 +663,20 @@ fn execute<'s>(
         }
     }
     r
+}
+
+/// Adds a connection's batched command counts to the shared counters.
+pub fn flush_stats(srv: &Server, conn: &mut ConnState) {
+    let mut total = 0;
+    for (idx, calls, usec) in conn.pending_stats.drain(..) {
+        let st = &srv.cmd_stats[idx];
+        st.calls.fetch_add(calls, Relaxed);
+        st.usec.fetch_add(usec, Relaxed);
+        total += calls;
+    }
+    if total > 0 {
+        srv.stats.commands.fetch_add(total, Relaxed);
+    }
 }
 
 fn slowlog_add(srv: &Server, conn: &ConnState, args: &[&[u8]], usec: u64) {

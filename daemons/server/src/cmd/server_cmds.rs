@@ -265,9 +265,15 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         "timeout" => rt.timeout = num()?.max(0) as u64,
         "hz" => rt.hz = num()?.clamp(1, 500) as u32,
         "proto-max-bulk-len" => {
-            rt.proto_max_bulk_len = parse_size(v).ok_or("argument must be a memory value")? as usize
+            rt.proto_max_bulk_len =
+                parse_size(v).ok_or("argument must be a memory value")? as usize;
+            srv.proto_max_bulk_len.store(rt.proto_max_bulk_len, Relaxed);
         }
-        "slowlog-log-slower-than" => rt.slowlog_log_slower_than = num()?,
+        "slowlog-log-slower-than" => {
+            rt.slowlog_log_slower_than = num()?;
+            srv.slowlog_slower_than
+                .store(rt.slowlog_log_slower_than, Relaxed);
+        }
         "slowlog-max-len" => rt.slowlog_max_len = num()?.max(0) as usize,
         "client-output-buffer-limit" => {
             let s = String::from_utf8_lossy(v).to_ascii_lowercase();

@@ -45,13 +45,23 @@ impl Entry {
 }
 
 static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+static LRU_CLOCK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// Seconds since the process started; cheap enough to stamp on every access.
+/// Seconds since the process started, as last set by [`tick_lru_clock`]: a
+/// plain load, because reading a clock on every key access costs more than
+/// the access (Redis caches its `lruclock` in the cron for the same reason).
+#[inline]
 pub fn lru_clock() -> u32 {
-    START
+    LRU_CLOCK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Advances the LRU clock; the cron calls it every cycle.
+pub fn tick_lru_clock() {
+    let s = START
         .get_or_init(std::time::Instant::now)
         .elapsed()
-        .as_secs() as u32
+        .as_secs() as u32;
+    LRU_CLOCK.store(s, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// One slot's table and counters. All fields change under the slot's mutex.

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""kvfleet-server vs Debian's redis-server 7.0.15 under redis-benchmark.
+
+Both servers run side by side on loopback; every (test, pipeline) pair runs
+on both, alternating which goes first, for ROUNDS rounds. Reports medians of
+rps, p50 and p99, the kvfleet/Redis ratios, CPU seconds per million requests
+(utime+stime of the server process during its runs), and used_memory / RSS
+after DEBUG POPULATE of 1M 100-byte strings. The last line is the summary.
+"""
+import csv, io, os, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+TESTS = os.environ.get("TESTS", "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,mset").split(",")
+PIPES = [int(p) for p in os.environ.get("PIPES", "1,16").split(",")]
+# requests per run, sized for >= 5 s on this machine (2 shared cores)
+N = {1: int(os.environ.get("N1", "500000")), 16: int(os.environ.get("N16", "4000000"))}
+SLOW = {"lrange_100": 8, "mset": 4}  # these do more per request: fewer of them
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def start(cmd, port):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        r = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True)
+        if r.stdout.strip() == "PONG":
+            return p
+        time.sleep(0.05)
+    p.kill()
+    sys.exit(f"server on {port} did not start: {cmd}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cli(port, *args):
+    out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, check=True).stdout
+    if out.startswith("ERR") or out.startswith("(error)"):
+        sys.exit(f"redis-cli {args} on {port}: {out.strip()}")
+    return out
+
+
+def info(port, field):
+    for line in cli(port, "info", "memory").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def bench(port, test, pipe):
+    n = N[pipe] // SLOW.get(test, 1)
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(n), "-P", str(pipe), "-d", "100",
+         "-r", "100000", "-t", test, "--csv", "-q"],
+        capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    row = rows[-1]
+    return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"]), n
+
+
+def main():
+    kv_bin = os.path.join(ROOT, "target", "release", "kvfleet-server")
+    rport, kport = 16379, 16390
+    servers = {
+        "redis": start(["redis-server", "--port", str(rport), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--enable-debug-command", "yes"], rport),
+        "kvfleet": start([kv_bin, "--port", str(kport)], kport),
+    }
+    ports = {"redis": rport, "kvfleet": kport}
+    res = {}  # (test, pipe, server) -> list of (rps, p50, p99)
+    cpu = {"redis": [0.0, 0], "kvfleet": [0.0, 0]}  # seconds, requests
+    try:
+        for rnd in range(ROUNDS):
+            for test in TESTS:
+                for pipe in PIPES:
+                    order = ["redis", "kvfleet"] if (rnd + TESTS.index(test)) % 2 == 0 else ["kvfleet", "redis"]
+                    for name in order:
+                        pid = servers[name].pid
+                        c0 = cpu_seconds(pid)
+                        rps, p50, p99, n = bench(ports[name], test, pipe)
+                        cpu[name][0] += cpu_seconds(pid) - c0
+                        cpu[name][1] += n
+                        res.setdefault((test, pipe, name), []).append((rps, p50, p99))
+                        print(f"round {rnd + 1} {test:<11} P={pipe:<2} {name:<8} {rps:>11,.0f} rps  p50 {p50:.3f}  p99 {p99:.3f} ms", flush=True)
+        print()
+        print(f"medians of {ROUNDS} rounds, -c 50 -d 100 -r 100000")
+        print(f"{'test':<11} {'P':>2}  {'redis rps':>11} {'kvfleet rps':>11} {'ratio':>6}  {'p50 r/k (ms)':>14} {'ratio':>6}  {'p99 r/k (ms)':>14} {'ratio':>6}")
+        ratios = {p: [] for p in PIPES}
+        for pipe in PIPES:
+            for test in TESTS:
+                r = [statistics.median(x) for x in zip(*res[(test, pipe, "redis")])]
+                k = [statistics.median(x) for x in zip(*res[(test, pipe, "kvfleet")])]
+                ratio = k[0] / r[0]
+                ratios[pipe].append(ratio)
+                print(f"{test:<11} {pipe:>2}  {r[0]:>11,.0f} {k[0]:>11,.0f} {ratio:>6.2f}  {r[1]:>6.3f}/{k[1]:<7.3f} {k[1] / r[1]:>6.2f}  {r[2]:>6.3f}/{k[2]:<7.3f} {k[2] / r[2]:>6.2f}")
+        cpu_per_m = {n: cpu[n][0] / cpu[n][1] * 1e6 for n in cpu}
+        print(f"CPU seconds per million requests: redis {cpu_per_m['redis']:.2f}, kvfleet {cpu_per_m['kvfleet']:.2f}, ratio {cpu_per_m['kvfleet'] / cpu_per_m['redis']:.2f}")
+        mem = {}
+        for name in ("redis", "kvfleet"):
+            cli(ports[name], "flushall")
+            time.sleep(0.5)
+            cli(ports[name], "debug", "populate", "1000000", "key", "100")
+            time.sleep(0.5)
+            mem[name] = (info(ports[name], "used_memory"), rss(servers[name].pid))
+            print(f"{name:<8} after 1M x 100-byte strings: used_memory {mem[name][0] / 2**20:.1f} MiB, RSS {mem[name][1] / 2**20:.1f} MiB")
+        mem_ratio = mem["kvfleet"][0] / mem["redis"][0]
+        rss_ratio = mem["kvfleet"][1] / mem["redis"][1]
+        summary = " ".join(f"P={p}:rps_ratio_median={statistics.median(ratios[p]):.2f}(min {min(ratios[p]):.2f})" for p in PIPES)
+        print(f"SUMMARY kvfleet/redis: {summary} cpu_per_req={cpu_per_m['kvfleet'] / cpu_per_m['redis']:.2f} used_memory={mem_ratio:.2f} rss={rss_ratio:.2f}")
+    finally:
+        for p in servers.values():
+            p.kill()
+            p.wait()
+
+
+if __name__ == "__main__":
+    main()
