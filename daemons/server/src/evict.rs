@@ -54,7 +54,7 @@ pub fn evict(srv: &Server, max: u64) -> usize {
                     _ => fastrand::u64(..),
                 };
                 if best.as_ref().is_none_or(|b| rank < b.2) {
-                    best = Some((si, k.clone(), rank));
+                    best = Some((si, k[..].into(), rank));
                 }
             }
         }

@@ -272,7 +272,7 @@ fn keys(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     ctx.db.for_each_slot(|_, s| {
         for (k, e) in s.map.iter() {
             if !e.expired(now) && (all || glob_match(pat, k, false)) {
-                found.push(k.clone());
+                found.push(k[..].into());
             }
         }
     });

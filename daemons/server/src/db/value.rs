@@ -9,6 +9,9 @@ use indexmap::{IndexMap, IndexSet};
 
 pub type Hasher = foldhash::fast::RandomState;
 pub type Bytes = Box<[u8]>;
+/// A key in a slot table: up to 16 bytes inline (most keys), else on the heap.
+/// Inline keys save an allocation and ~8 bytes per key over `Box<[u8]>`.
+pub type Key = smallvec::SmallVec<[u8; 16]>;
 pub type HashVal = IndexMap<Bytes, Bytes, Hasher>;
 pub type SetVal = IndexSet<Bytes, Hasher>;
 pub type ListVal = VecDeque<Bytes>;
