@@ -12,5 +12,15 @@ cargo clippy --release --all-targets -- -D warnings
 echo "== build"
 cargo build --release --workspace --bins
 echo "== tests"
-# One release build serves clippy, the binaries and the tests (2 cores: keep builds shared).
-cargo test --release --workspace -- --test-threads 2
+# One release build serves the binaries and the tests (2 cores: keep builds shared).
+# No doc-tests: the crates have none, and empty runs would close the log.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release --workspace --lib --bins --tests -- --test-threads 2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -o '[0-9]* passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -o '[0-9]* failed' "$log" | awk '{s+=$1} END {print s+0}')
+echo "kvfleet: $passed passed, $failed failed"
+exit "$status"

@@ -476,11 +476,7 @@ fn bpop(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], left: bool) -> CmdResult {
             return Ok(());
         }
     }
-    if ctx.may_block() {
-        ctx.block(keys, timeout);
-    } else {
-        ctx.null_array();
-    }
+    ctx.block_or_null(keys, timeout);
     Ok(())
 }
 
@@ -495,8 +491,7 @@ fn bmove(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], f: bool, t: bool, timeout: &[u8]) -
     let timeout = timeout_arg(timeout)?;
     match move_one(ctx, a[1], a[2], f, t)? {
         Some(v) => ctx.bulk(&v),
-        None if ctx.may_block() => ctx.block(&a[1..2], timeout),
-        None => ctx.null_array(),
+        None => ctx.block_or_null(&a[1..2], timeout),
     }
     Ok(())
 }
@@ -514,11 +509,7 @@ fn blmpop(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let timeout = timeout_arg(a[1])?;
     let (keys, left, count) = mpop_args(a, 2, ("left", "right"))?;
     if !lmpop_serve(ctx, &keys, left, count)? {
-        if ctx.may_block() {
-            ctx.block(&keys, timeout);
-        } else {
-            ctx.null_array();
-        }
+        ctx.block_or_null(&keys, timeout);
     }
     Ok(())
 }

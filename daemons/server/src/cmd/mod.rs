@@ -314,6 +314,16 @@ impl Ctx<'_, '_> {
         !self.conn.in_exec && !self.conn.block_timed_out
     }
 
+    /// Parks the command on `keys` when it may block, else (inside EXEC, or
+    /// once the timeout has passed) replies with the null array.
+    pub fn block_or_null(&mut self, keys: &[&[u8]], timeout: Option<std::time::Duration>) {
+        if self.may_block() {
+            self.block(keys, timeout);
+        } else {
+            self.null_array();
+        }
+    }
+
     /// Registers the wait while this command still holds its slot locks, so a
     /// push that lands right after cannot be missed.
     pub fn block(&mut self, keys: &[&[u8]], timeout: Option<std::time::Duration>) {

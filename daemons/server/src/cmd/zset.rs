@@ -150,80 +150,82 @@ struct RangeReq {
     limit: Option<(i64, i64)>,
 }
 
-/// Items of `z` in the range, in reply order.
-fn range_items(z: &ZSet, r: &RangeReq) -> Items {
-    let mut out = Items::new();
+/// Visits the members of `z` in the range, in reply order, without copying them.
+fn range_visit(z: &ZSet, r: &RangeReq, mut f: impl FnMut(&[u8], f64)) {
     let (off, cnt) = r.limit.unwrap_or((0, -1));
     if off < 0 {
-        return out;
+        return;
     }
     let take = if cnt < 0 { usize::MAX } else { cnt as usize };
+    let off = off as usize;
     match &r.by {
         RangeBy::Rank(s, e) => {
             if let Some((s, e)) = clamp_range(*s, *e, z.len()) {
                 let n = e - s + 1;
                 if r.rev {
-                    out.extend(z.iter().rev().skip(s).take(n).map(|(m, s)| (m.into(), s)));
+                    z.iter().rev().skip(s).take(n).for_each(|(m, s)| f(m, s));
                 } else {
-                    out.extend(z.iter().skip(s).take(n).map(|(m, s)| (m.into(), s)));
+                    z.iter().skip(s).take(n).for_each(|(m, s)| f(m, s));
                 }
             }
         }
         RangeBy::Score(min, max) => {
-            let lo = Bound::Included((Score(min.v), Box::<[u8]>::from(&b""[..])));
             if r.rev {
-                let it = z
-                    .order
+                z.order
                     .iter()
                     .rev()
                     .skip_while(|(s, _)| !score_le(s.0, *max))
-                    .take_while(|(s, _)| score_ge(s.0, *min));
-                out.extend(
-                    it.skip(off as usize)
-                        .take(take)
-                        .map(|(s, m)| (m.clone(), s.0)),
-                );
+                    .take_while(|(s, _)| score_ge(s.0, *min))
+                    .skip(off)
+                    .take(take)
+                    .for_each(|(s, m)| f(m, s.0));
             } else {
-                let it = z
-                    .order
+                let lo = Bound::Included((Score(min.v), Box::<[u8]>::from(&b""[..])));
+                z.order
                     .range((lo, Bound::Unbounded))
                     .skip_while(|(s, _)| !score_ge(s.0, *min))
-                    .take_while(|(s, _)| score_le(s.0, *max));
-                out.extend(
-                    it.skip(off as usize)
-                        .take(take)
-                        .map(|(s, m)| (m.clone(), s.0)),
-                );
+                    .take_while(|(s, _)| score_le(s.0, *max))
+                    .skip(off)
+                    .take(take)
+                    .for_each(|(s, m)| f(m, s.0));
             }
         }
         RangeBy::Lex(min, max) => {
             if r.rev {
-                let it = z
-                    .order
+                z.order
                     .iter()
                     .rev()
                     .skip_while(|(_, m)| !lex_le(m, max))
-                    .take_while(|(_, m)| lex_ge(m, min));
-                out.extend(
-                    it.skip(off as usize)
-                        .take(take)
-                        .map(|(s, m)| (m.clone(), s.0)),
-                );
+                    .take_while(|(_, m)| lex_ge(m, min))
+                    .skip(off)
+                    .take(take)
+                    .for_each(|(s, m)| f(m, s.0));
             } else {
-                let it = z
-                    .order
+                z.order
                     .iter()
                     .skip_while(|(_, m)| !lex_ge(m, min))
-                    .take_while(|(_, m)| lex_le(m, max));
-                out.extend(
-                    it.skip(off as usize)
-                        .take(take)
-                        .map(|(s, m)| (m.clone(), s.0)),
-                );
+                    .take_while(|(_, m)| lex_le(m, max))
+                    .skip(off)
+                    .take(take)
+                    .for_each(|(s, m)| f(m, s.0));
             }
         }
     }
+}
+
+/// Items of `z` in the range, in reply order.
+fn range_items(z: &ZSet, r: &RangeReq) -> Items {
+    let mut out = Items::new();
+    range_visit(z, r, |m, s| out.push((m.into(), s)));
     out
+}
+
+fn range_count(ctx: &mut Ctx<'_, '_>, key: &[u8], r: &RangeReq) -> Result<usize, CmdError> {
+    let mut n = 0;
+    if let Some(z) = ctx.db.zset(key)? {
+        range_visit(z, r, |_, _| n += 1);
+    }
+    Ok(n)
 }
 
 fn zset_items(ctx: &mut Ctx<'_, '_>, key: &[u8], r: &RangeReq) -> Result<Items, CmdError> {
@@ -385,7 +387,7 @@ fn zcount(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         rev: false,
         limit: None,
     };
-    let n = zset_items(ctx, a[1], &r)?.len();
+    let n = range_count(ctx, a[1], &r)?;
     ctx.int(n as i64);
     Ok(())
 }
@@ -397,7 +399,7 @@ fn zlexcount(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         rev: false,
         limit: None,
     };
-    let n = zset_items(ctx, a[1], &r)?.len();
+    let n = range_count(ctx, a[1], &r)?;
     ctx.int(n as i64);
     Ok(())
 }
@@ -673,11 +675,7 @@ fn bzpop(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], max: bool) -> CmdResult {
             return Ok(());
         }
     }
-    if ctx.may_block() {
-        ctx.block(keys, timeout);
-    } else {
-        ctx.null_array();
-    }
+    ctx.block_or_null(keys, timeout);
     Ok(())
 }
 
@@ -721,11 +719,7 @@ fn bzmpop(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let timeout = timeout_arg(a[1])?;
     let (keys, min, count) = crate::cmd::list::mpop_args(a, 2, ("min", "max"))?;
     if !zmpop_serve(ctx, &keys, min, count)? {
-        if ctx.may_block() {
-            ctx.block(&keys, timeout);
-        } else {
-            ctx.null_array();
-        }
+        ctx.block_or_null(&keys, timeout);
     }
     Ok(())
 }
