@@ -43,6 +43,7 @@ fn hset_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> Result<i64, super::CmdErr
     let mut added = 0;
     for fv in a[2..].chunks(2) {
         match h.get_mut(fv[0]) {
+            Some(v) if v.len() == fv[1].len() => v.copy_from_slice(fv[1]),
             Some(v) => *v = fv[1].into(),
             None => {
                 h.insert(fv[0].into(), fv[1].into());

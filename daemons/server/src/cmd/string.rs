@@ -148,6 +148,21 @@ fn set(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
         return Ok(());
     }
+    // Overwriting a string of the same length (a cache refresh) reuses its buffer.
+    if !f.get
+        && let Some(i) = idx
+        && let Value::Str(s) = &mut slot.map[i].value
+        && s.len() == a[2].len()
+    {
+        s.copy_from_slice(a[2]);
+        slot.map[i].lru = crate::db::lru_clock();
+        if !f.keepttl {
+            slot.set_expire(i, exp);
+        }
+        ctx.out.extend_from_slice(b"+OK\r\n");
+        ctx.dirty += 1;
+        return Ok(());
+    }
     let value = Value::Str(a[2].into());
     match idx {
         Some(i) => {
@@ -360,10 +375,15 @@ fn incr_by(ctx: &mut Ctx<'_, '_>, key: &[u8], by: i64) -> CmdResult {
         .checked_add(by)
         .ok_or_else(|| err("ERR increment or decrement would overflow"))?;
     let mut buf = itoa::Buffer::new();
-    let v: Box<[u8]> = buf.format(n).as_bytes().into();
+    let digits = buf.format(n).as_bytes();
     match ctx.db.get(key) {
-        Some(e) => e.value = Value::Str(v),
-        None => ctx.db.set(key, Value::Str(v)),
+        // same width: rewrite in place, no allocation on the counter hot path
+        Some(Entry {
+            value: Value::Str(s),
+            ..
+        }) if s.len() == digits.len() => s.copy_from_slice(digits),
+        Some(e) => e.value = Value::Str(digits.into()),
+        None => ctx.db.set(key, Value::Str(digits.into())),
     }
     ctx.dirty += 1;
     ctx.int(n);
