@@ -571,3 +571,48 @@ fn config_file_is_read_and_bad_config_exits_64_before_binding() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn every_eviction_policy_evicts_and_volatile_policies_spare_persistent_keys() {
+    for policy in [
+        "allkeys-lru",
+        "volatile-lru",
+        "allkeys-lfu",
+        "volatile-lfu",
+        "allkeys-random",
+        "volatile-random",
+        "volatile-ttl",
+    ] {
+        let srv = kvfleet_server(&["--maxmemory-policy", policy]);
+        let mut c = srv.client();
+        let val = vec![b'x'; 1000];
+        let mut batch = Vec::new();
+        for i in 0..1000 {
+            batch.extend(encode_cmd(&[b"SET", format!("p:{i}").as_bytes(), &val]));
+        }
+        c.send(&batch);
+        for _ in 0..1000 {
+            c.read_reply().unwrap();
+        }
+        let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+        c.call(&[
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            &(used + 2 * 1024 * 1024).to_string(),
+        ]);
+        for i in 0..5000 {
+            let r = c.cmd(&[b"SET", format!("v:{i}").as_bytes(), &val, b"EX", b"1000"]);
+            assert_eq!(r, b"+OK\r\n", "{policy}: write refused");
+        }
+        let evicted: u64 = info_field(&mut c, "stats", "evicted_keys").parse().unwrap();
+        assert!(evicted > 1000, "{policy}: evicted only {evicted}");
+        if policy.starts_with("volatile") {
+            assert_eq!(
+                int(&mut c, &["EXISTS", "p:0", "p:499", "p:999"]),
+                3,
+                "{policy} evicted a persistent key"
+            );
+        }
+    }
+}
