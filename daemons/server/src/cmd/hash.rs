@@ -111,11 +111,7 @@ fn hdel(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             }
         }
     }
-    if n > 0 {
-        ctx.db.remove_if_empty(a[1]);
-        ctx.dirty += 1;
-    }
-    ctx.int(n);
+    ctx.reply_removed(a[1], n);
     Ok(())
 }
 

@@ -229,12 +229,8 @@ fn lrem(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                 }
             }
         }
-        ctx.db.remove_if_empty(a[1]);
-        if removed > 0 {
-            ctx.dirty += 1;
-        }
     }
-    ctx.int(removed);
+    ctx.reply_removed(a[1], removed);
     Ok(())
 }
 

@@ -314,6 +314,16 @@ impl Ctx<'_, '_> {
         !self.conn.in_exec && !self.conn.block_timed_out
     }
 
+    /// The tail of every "remove members" command: drop the key if its
+    /// container emptied, count the change, reply with how many went.
+    pub fn reply_removed(&mut self, key: &[u8], n: i64) {
+        if n > 0 {
+            self.db.remove_if_empty(key);
+            self.dirty += 1;
+        }
+        self.int(n);
+    }
+
     /// Parks the command on `keys` when it may block, else (inside EXEC, or
     /// once the timeout has passed) replies with the null array.
     pub fn block_or_null(&mut self, keys: &[&[u8]], timeout: Option<std::time::Duration>) {

@@ -94,19 +94,26 @@ fn srem(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                 n += 1;
             }
         }
-        ctx.db.remove_if_empty(a[1]);
     }
-    if n > 0 {
-        ctx.dirty += 1;
-    }
-    ctx.int(n);
+    ctx.reply_removed(a[1], n);
     Ok(())
 }
 
 fn smembers(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    let s = ctx.db.set_val(a[1])?.map(|s| s.clone()).unwrap_or_default();
-    reply_members(ctx, s.iter().map(|m| &m[..]), s.len());
-    Ok(())
+    let resp3 = ctx.conn.resp3;
+    let mut out = std::mem::take(ctx.out);
+    let r = ctx.db.set_val(a[1]).map(|s| {
+        let members = s
+            .as_ref()
+            .map(|s| ordered_members(s.iter().map(|m| &m[..]), s.len()))
+            .unwrap_or_default();
+        kvfleet_resp::encode::set(&mut out, members.len(), resp3);
+        members
+            .iter()
+            .for_each(|m| kvfleet_resp::encode::bulk(&mut out, m));
+    });
+    *ctx.out = out;
+    r
 }
 
 fn sismember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {

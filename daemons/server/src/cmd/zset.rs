@@ -365,12 +365,8 @@ fn zrem(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                 n += 1;
             }
         }
-        ctx.db.remove_if_empty(a[1]);
     }
-    if n > 0 {
-        ctx.dirty += 1;
-    }
-    ctx.int(n);
+    ctx.reply_removed(a[1], n);
     Ok(())
 }
 
