@@ -301,6 +301,17 @@ pub fn random_picks(count: i64, len: usize) -> Vec<usize> {
         let c = count as usize;
         if c >= len {
             (0..len).collect()
+        } else if c * 4 < len {
+            // few out of many: draw distinct indexes, O(count) not O(len)
+            let mut seen = std::collections::HashSet::with_capacity(c);
+            let mut idx = Vec::with_capacity(c);
+            while idx.len() < c {
+                let i = fastrand::usize(..len);
+                if seen.insert(i) {
+                    idx.push(i);
+                }
+            }
+            idx
         } else {
             let mut idx: Vec<usize> = (0..len).collect();
             fastrand::shuffle(&mut idx);

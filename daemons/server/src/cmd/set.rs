@@ -63,14 +63,6 @@ fn reply_members<'s>(
     }
 }
 
-fn reply_members_array(ctx: &mut Ctx<'_, '_>, s: &SetVal) {
-    let v = ordered_members(s.iter().map(|m| &m[..]), s.len());
-    ctx.array(v.len());
-    for m in v {
-        ctx.bulk(m);
-    }
-}
-
 fn sadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let s = ctx.db.set_or_new(a[1])?;
     let mut n = 0;
@@ -184,24 +176,30 @@ fn srandmember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         3 => Some(int_arg(a[2])?),
         _ => return Err(SYNTAX),
     };
-    let s = ctx.db.set_val(a[1])?.map(|s| s.clone()).unwrap_or_default();
-    match count {
-        None if s.is_empty() => ctx.null(),
-        None => ctx.bulk(&s[fastrand::usize(..s.len())]),
-        Some(c) => {
-            if c == i64::MIN {
-                return Err(err("ERR value is out of range"));
-            }
-            if c >= s.len() as i64 {
-                // the whole set, in the order Redis iterates it
-                reply_members_array(ctx, &s);
-                return Ok(());
-            }
-            let picks = random_picks(c, s.len());
-            ctx.array(picks.len());
-            for i in picks {
-                ctx.bulk(&s[i]);
-            }
+    if count == Some(i64::MIN) {
+        return Err(err("ERR value is out of range"));
+    }
+    // Copy out only the picked members (never the whole set), then reply.
+    let picked: Option<Vec<Box<[u8]>>> = ctx.db.set_val(a[1])?.map(|s| match count {
+        None if s.is_empty() => Vec::new(),
+        None => vec![s[fastrand::usize(..s.len())].clone()],
+        // the whole set, in the order Redis iterates it
+        Some(c) if c >= s.len() as i64 => ordered_members(s.iter().map(|m| &m[..]), s.len())
+            .into_iter()
+            .map(Box::from)
+            .collect(),
+        Some(c) => random_picks(c, s.len())
+            .into_iter()
+            .map(|i| s[i].clone())
+            .collect(),
+    });
+    match (count, picked) {
+        (None, Some(v)) if !v.is_empty() => ctx.bulk(&v[0]),
+        (None, _) => ctx.null(),
+        (Some(_), v) => {
+            let v = v.unwrap_or_default();
+            ctx.array(v.len());
+            v.iter().for_each(|m| ctx.bulk(m));
         }
     }
     Ok(())

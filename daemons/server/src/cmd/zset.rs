@@ -735,17 +735,18 @@ fn zrandmember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     }
     let items: Items = match ctx.db.zset(a[1])? {
         Some(z) => {
-            let all: Vec<(&[u8], f64)> = z.iter().collect();
-            let picks = match count {
-                None => vec![fastrand::usize(..all.len())],
-                // the whole set: Redis walks its listpack from the tail here
-                Some(c) if c >= all.len() as i64 => (0..all.len()).rev().collect(),
-                Some(c) => random_picks(c, all.len()),
+            let by_index = |i: usize| {
+                let (m, s) = z.scores.get_index(i).expect("in range");
+                (m.clone(), *s)
             };
-            picks
-                .into_iter()
-                .map(|i| (all[i].0.into(), all[i].1))
-                .collect()
+            match count {
+                None => vec![by_index(fastrand::usize(..z.len()))],
+                // the whole set: Redis walks its listpack from the tail here
+                Some(c) if c >= z.len() as i64 => {
+                    z.iter().rev().map(|(m, s)| (m.into(), s)).collect()
+                }
+                Some(c) => random_picks(c, z.len()).into_iter().map(by_index).collect(),
+            }
         }
         None => Items::new(),
     };
