@@ -249,6 +249,19 @@ impl<'s> Keys<'s> {
         }
     }
 
+    /// Read-only view of a key in an already-locked slot: expired entries
+    /// read as missing (not deleted), so several keys can be borrowed at once
+    /// (set algebra reads all its inputs in place instead of copying them).
+    pub fn view(&self, key: &[u8]) -> Option<&Entry> {
+        let s = kvfleet_model::slot(key);
+        let i = self.guards.binary_search_by_key(&s, |g| g.0).ok()?;
+        self.guards[i]
+            .1
+            .map
+            .get(key)
+            .filter(|e| !e.expired(self.now))
+    }
+
     /// The live entry without counting an access (TYPE, TTL, OBJECT).
     pub fn peek(&mut self, key: &[u8]) -> Option<&mut Entry> {
         let now = self.now;

@@ -243,16 +243,27 @@ enum Op {
 
 /// Reads the sets at `keys` (missing = empty) and combines them.
 fn combine(ctx: &mut Ctx<'_, '_>, keys: &[&[u8]], op: Op) -> Result<SetVal, CmdError> {
-    let mut sets: Vec<Option<SetVal>> = Vec::with_capacity(keys.len());
+    // Type-check (and count the access) first; then borrow every input at once.
     for k in keys {
-        sets.push(ctx.db.set_val(k)?.map(|s| s.clone()));
+        ctx.db.set_val(k)?;
     }
+    let db = &ctx.db;
+    let sets: Vec<Option<&SetVal>> = keys
+        .iter()
+        .map(|k| match db.view(k) {
+            Some(Entry {
+                value: Value::Set(s),
+                ..
+            }) => Some(&**s),
+            _ => None,
+        })
+        .collect();
     Ok(match op {
         Op::Inter => {
             if sets.iter().any(|s| s.is_none()) {
                 return Ok(SetVal::default());
             }
-            let mut sets: Vec<SetVal> = sets.into_iter().flatten().collect();
+            let mut sets: Vec<&SetVal> = sets.into_iter().flatten().collect();
             sets.sort_by_key(|s| s.len());
             let (first, rest) = sets.split_first().expect("non-empty");
             first
@@ -264,19 +275,19 @@ fn combine(ctx: &mut Ctx<'_, '_>, keys: &[&[u8]], op: Op) -> Result<SetVal, CmdE
         Op::Union => {
             let mut out = SetVal::default();
             for s in sets.into_iter().flatten() {
-                out.extend(s);
+                out.extend(s.iter().cloned());
             }
             out
         }
         Op::Diff => {
-            let mut it = sets.into_iter();
-            let Some(Some(first)) = it.next() else {
+            let Some(Some(first)) = sets.first() else {
                 return Ok(SetVal::default());
             };
-            let rest: Vec<SetVal> = it.flatten().collect();
+            let rest: Vec<&SetVal> = sets[1..].iter().flatten().copied().collect();
             first
-                .into_iter()
-                .filter(|m| !rest.iter().any(|s| s.contains(m)))
+                .iter()
+                .filter(|m| !rest.iter().any(|s| s.contains(*m)))
+                .cloned()
                 .collect()
         }
     })
