@@ -616,3 +616,34 @@ fn every_eviction_policy_evicts_and_volatile_policies_spare_persistent_keys() {
         }
     }
 }
+
+#[test]
+fn slow_subscriber_over_the_soft_limit_for_its_grace_period_is_disconnected() {
+    let srv = kvfleet_server(&[]);
+    let mut p = srv.client();
+    // no hard limit: only the soft one (256 KB tolerated for 1 s) can close it
+    p.call(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 0 256kb 1",
+    ]);
+    let mut slow = srv.client();
+    slow.cmd(&[b"SUBSCRIBE", b"drip"]);
+    let msg = "m".repeat(16 * 1024);
+    let started = Instant::now();
+    let mut gone_after = None;
+    while started.elapsed() < Duration::from_secs(20) {
+        if int(&mut p, &["PUBLISH", "drip", &msg]) == 0 {
+            gone_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let gone_after = gone_after.expect("soft limit never disconnected the subscriber");
+    assert!(
+        gone_after >= Duration::from_secs(1),
+        "disconnected before the 1 s grace period: {gone_after:?}"
+    );
+    assert!(slow.closed());
+}
