@@ -1,8 +1,8 @@
 //! List commands, including the blocking pops (which park the connection via `Ctx::block`).
 
 use super::{
-    CmdError, CmdResult, Ctx, Handler, NO_KEY, NOT_POSITIVE, OUT_OF_RANGE, SYNTAX, WRONGTYPE,
-    clamp_range, err, int_arg, is, timeout_arg,
+    CmdError, CmdResult, Ctx, Handler, NO_KEY, OUT_OF_RANGE, SYNTAX, WRONGTYPE, clamp_range, err,
+    int_arg, is, pop_count, timeout_arg,
 };
 use crate::db::Value;
 
@@ -91,17 +91,10 @@ fn pop_n(
 }
 
 fn pop_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], left: bool) -> CmdResult {
-    let count = match a.len() {
-        2 => None,
-        3 => {
-            let c = int_arg(a[2])?;
-            if c < 0 {
-                return Err(NOT_POSITIVE);
-            }
-            Some(c as usize)
-        }
-        _ => return Err(super::arity_error(ctx.spec.name)),
-    };
+    if a.len() > 3 {
+        return Err(super::arity_error(ctx.spec.name));
+    }
+    let count = pop_count(a)?;
     match count {
         None => match pop_n(ctx, a[1], left, 1)? {
             Some(v) if !v.is_empty() => ctx.bulk(&v[0]),

@@ -759,6 +759,19 @@ pub fn is(a: &[u8], opt: &str) -> bool {
     a.eq_ignore_ascii_case(opt.as_bytes())
 }
 
+/// The optional `count` of LPOP/SPOP/ZPOPMIN-style commands at `a[2]`:
+/// negative is Redis's "must be positive" error, more arguments a syntax error.
+pub fn pop_count(a: &[&[u8]]) -> Result<Option<usize>, CmdError> {
+    match a.len() {
+        2 => Ok(None),
+        3 => match int_arg(a[2])? {
+            c if c < 0 => Err(NOT_POSITIVE),
+            c => Ok(Some(c as usize)),
+        },
+        _ => Err(SYNTAX),
+    }
+}
+
 /// Blocking timeout in seconds (a float in Redis 7).
 pub fn timeout_arg(a: &[u8]) -> Result<Option<std::time::Duration>, CmdError> {
     let t = util::parse_f64(a).ok_or_else(|| err("ERR timeout is not a float or out of range"))?;

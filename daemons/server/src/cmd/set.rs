@@ -3,8 +3,8 @@
 //! rely on it, and the differential suite sorts those replies).
 
 use super::{
-    CmdError, CmdResult, Ctx, Handler, NOT_POSITIVE, SYNTAX, WRONGTYPE, cursor_arg, err, int_arg,
-    is, scan_opts,
+    CmdError, CmdResult, Ctx, Handler, SYNTAX, WRONGTYPE, cursor_arg, err, int_arg, is, pop_count,
+    scan_opts,
 };
 use crate::cmd::hash::{random_picks, scan_collect, scan_write};
 use crate::db::value::{SMALL_INTSET, SetVal};
@@ -131,17 +131,7 @@ fn scard(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 }
 
 fn spop(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    let count = match a.len() {
-        2 => None,
-        3 => {
-            let c = int_arg(a[2])?;
-            if c < 0 {
-                return Err(NOT_POSITIVE);
-            }
-            Some(c as usize)
-        }
-        _ => return Err(SYNTAX),
-    };
+    let count = pop_count(a)?;
     let Some(s) = ctx.db.set_val(a[1])? else {
         if count.is_some() {
             ctx.set_hdr(0)

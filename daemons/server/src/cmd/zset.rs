@@ -5,8 +5,8 @@
 use std::ops::Bound;
 
 use super::{
-    CmdError, CmdResult, Ctx, Handler, NOT_FLOAT, NOT_POSITIVE, SYNTAX, WRONGTYPE, clamp_range,
-    cursor_arg, err, int_arg, is, scan_opts, timeout_arg,
+    CmdError, CmdResult, Ctx, Handler, NOT_FLOAT, SYNTAX, WRONGTYPE, clamp_range, cursor_arg, err,
+    int_arg, is, pop_count, scan_opts, timeout_arg,
 };
 use crate::cmd::hash::{random_picks, scan_collect, scan_write};
 use crate::db::value::SMALL_ZSET;
@@ -623,17 +623,7 @@ fn pop_items(ctx: &mut Ctx<'_, '_>, key: &[u8], max: bool, n: usize) -> Result<I
 }
 
 fn zpop(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], max: bool) -> CmdResult {
-    let count = match a.len() {
-        2 => None,
-        3 => {
-            let c = int_arg(a[2])?;
-            if c < 0 {
-                return Err(NOT_POSITIVE);
-            }
-            Some(c as usize)
-        }
-        _ => return Err(SYNTAX),
-    };
+    let count = pop_count(a)?;
     let items = pop_items(ctx, a[1], max, count.unwrap_or(1))?;
     if count.is_none() && ctx.resp3() {
         // a single pop is a flat [member, score] even in RESP3
