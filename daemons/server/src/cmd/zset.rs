@@ -844,7 +844,19 @@ fn algebra(
             return Err(SYNTAX);
         }
     }
-    let mut inputs = Vec::with_capacity(n);
+    Ok((combine(ctx, keys, &weights, aggregate, op)?, ws))
+}
+
+/// Combines the zsets (or plain sets, scores 1) at `keys`, weighted, into
+/// (member, score) pairs in score order.
+fn combine(
+    ctx: &mut Ctx<'_, '_>,
+    keys: &[&[u8]],
+    weights: &[f64],
+    aggregate: Agg,
+    op: Op,
+) -> Result<Items, CmdError> {
+    let mut inputs = Vec::with_capacity(keys.len());
     for k in keys {
         inputs.push(input(ctx, k)?);
     }
@@ -855,7 +867,7 @@ fn algebra(
     let mut acc: indexmap::IndexMap<Box<[u8]>, f64, crate::db::Hasher> = Default::default();
     match op {
         Op::Union => {
-            for (inp, w) in inputs.iter().zip(&weights) {
+            for (inp, w) in inputs.iter().zip(weights) {
                 for (m, s) in inp.iter().flatten() {
                     let v = weigh(*s, *w);
                     acc.entry(m.clone())
@@ -911,7 +923,7 @@ fn algebra(
     }
     let mut items: Items = acc.into_iter().collect();
     items.sort_by(|x, y| Score(x.1).cmp(&Score(y.1)).then_with(|| x.0.cmp(&y.0)));
-    Ok((items, ws))
+    Ok(items)
 }
 
 fn zunion(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
@@ -947,11 +959,8 @@ fn zdiffstore(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 
 fn zintercard(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let (keys, limit) = crate::cmd::set::intercard_args(a)?;
-    let mut args: Vec<&[u8]> = vec![b"zinter"];
-    let n = keys.len().to_string();
-    args.push(n.as_bytes());
-    args.extend(keys.iter().copied());
-    let (items, _) = algebra(ctx, &args, 1, Op::Inter, true)?;
+    let weights = vec![1.0; keys.len()];
+    let items = combine(ctx, &keys, &weights, Agg::Sum, Op::Inter)?;
     let c = if limit > 0 {
         items.len().min(limit)
     } else {
