@@ -17,23 +17,6 @@ use crate::db::Db;
 use kvfleet_model::NUM_SLOTS;
 use kvfleet_model::commands::COMMANDS;
 
-/// Settings `CONFIG SET` can change while serving.
-#[derive(Debug, Clone)]
-pub struct Runtime {
-    pub requirepass: Option<Vec<u8>>,
-    pub maxclients: usize,
-    pub maxmemory_policy: String,
-    pub maxmemory_samples: usize,
-    pub timeout: u64,
-    pub hz: u32,
-    pub proto_max_bulk_len: usize,
-    pub slowlog_log_slower_than: i64,
-    pub slowlog_max_len: usize,
-    pub pubsub_hard_limit: usize,
-    pub pubsub_soft_limit: usize,
-    pub pubsub_soft_seconds: u64,
-}
-
 /// What other tasks need to see of a client (CLIENT LIST/KILL, pub/sub delivery).
 #[derive(Debug)]
 pub struct ClientHandle {
@@ -133,7 +116,8 @@ pub struct PubSub {
 
 pub struct Server {
     pub db: Db,
-    pub rt: RwLock<Runtime>,
+    /// The live configuration: `CONFIG SET` writes it, `CONFIG GET` reads it.
+    pub rt: RwLock<Config>,
     /// Hot-path copies of run-time settings.
     pub maxmemory: AtomicU64,
     pub auth_required: AtomicBool,
@@ -169,36 +153,13 @@ impl Server {
                 owned[s as usize].store(true, Relaxed);
             }
         }
-        let rt = Runtime {
-            requirepass: (!cfg.requirepass.is_empty()).then(|| cfg.requirepass.as_bytes().to_vec()),
-            maxclients: cfg.maxclients,
-            maxmemory_policy: cfg.maxmemory_policy.clone(),
-            maxmemory_samples: cfg.maxmemory_samples,
-            timeout: cfg.timeout,
-            hz: cfg.hz,
-            proto_max_bulk_len: cfg.proto_max_bulk_len,
-            slowlog_log_slower_than: cfg.slowlog_log_slower_than,
-            slowlog_max_len: cfg.slowlog_max_len,
-            pubsub_hard_limit: cfg.pubsub_hard_limit,
-            pubsub_soft_limit: cfg.pubsub_soft_limit,
-            pubsub_soft_seconds: cfg.pubsub_soft_seconds,
-        };
-        let run_id: String = (0..40)
-            .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
-            .collect();
-        let run_id = run_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_digit() || ('a'..='f').contains(&c) {
-                    c
-                } else {
-                    'a'
-                }
-            })
+        let rt = cfg.clone();
+        let run_id = (0..40)
+            .map(|_| char::from_digit(fastrand::u32(..16), 16).expect("hex digit"))
             .collect();
         Arc::new(Server {
             db: Db::new(),
-            auth_required: AtomicBool::new(rt.requirepass.is_some()),
+            auth_required: AtomicBool::new(!rt.requirepass.is_empty()),
             proto_max_bulk_len: AtomicUsize::new(rt.proto_max_bulk_len),
             slowlog_slower_than: AtomicI64::new(rt.slowlog_log_slower_than),
             rt: RwLock::new(rt),

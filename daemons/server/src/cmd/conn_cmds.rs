@@ -44,7 +44,7 @@ pub fn select(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 
 fn check_password(ctx: &mut Ctx<'_, '_>, user: &[u8], pass: &[u8]) -> CmdResult {
     let required = ctx.srv.rt.read().requirepass.clone();
-    let Some(want) = required else {
+    let Some(want) = Some(required).filter(|p| !p.is_empty()) else {
         if user == b"default" {
             // Redis accepts any password for the passwordless default user only via AUTH user pass
             ctx.conn.authed = true;
@@ -54,7 +54,7 @@ fn check_password(ctx: &mut Ctx<'_, '_>, user: &[u8], pass: &[u8]) -> CmdResult 
             "WRONGPASS invalid username-password pair or user is disabled.",
         ));
     };
-    if user == b"default" && pass == want.as_slice() {
+    if user == b"default" && pass == want.as_bytes() {
         ctx.conn.authed = true;
         Ok(())
     } else {
@@ -70,7 +70,7 @@ pub fn auth(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if a.len() > 3 {
         return Err(SYNTAX);
     }
-    if a.len() == 2 && ctx.srv.rt.read().requirepass.is_none() {
+    if a.len() == 2 && ctx.srv.rt.read().requirepass.is_empty() {
         return Err(err(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ));

@@ -164,13 +164,7 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
     vec![
         ("bind", srv.bind.clone()),
         ("port", srv.port.load(Relaxed).to_string()),
-        (
-            "requirepass",
-            rt.requirepass
-                .as_ref()
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .unwrap_or_default(),
-        ),
+        ("requirepass", rt.requirepass.clone()),
         ("maxclients", rt.maxclients.to_string()),
         ("maxmemory", srv.maxmemory.load(Relaxed).to_string()),
         ("maxmemory-policy", rt.maxmemory_policy.clone()),
@@ -246,7 +240,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
     let mut rt = srv.rt.write();
     match name {
         "requirepass" => {
-            rt.requirepass = (!v.is_empty()).then(|| v.to_vec());
+            rt.requirepass = String::from_utf8_lossy(v).into_owned();
             srv.auth_required.store(!v.is_empty(), Relaxed);
         }
         "maxclients" => rt.maxclients = num()?.max(1) as usize,
