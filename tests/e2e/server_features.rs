@@ -31,21 +31,19 @@ fn info_field(c: &mut RawClient, section: &str, field: &str) -> String {
 fn active_expiry_reclaims_keys_nobody_reads() {
     let srv = kvfleet_server(&[]);
     let mut c = srv.client();
-    let mut batch = Vec::new();
-    for i in 0..2000 {
-        batch.extend(encode_cmd(&[
-            b"SET",
-            format!("e:{i}").as_bytes(),
-            b"v",
-            b"PX",
-            b"200",
-        ]));
-    }
-    batch.extend(encode_cmd(&[b"SET", b"keep", b"v"]));
-    c.send(&batch);
-    for _ in 0..2001 {
-        c.read_reply().unwrap();
-    }
+    let mut cmds: Vec<Vec<Vec<u8>>> = (0..2000)
+        .map(|i| {
+            vec![
+                b"SET".to_vec(),
+                format!("e:{i}").into_bytes(),
+                b"v".to_vec(),
+                b"PX".to_vec(),
+                b"200".to_vec(),
+            ]
+        })
+        .collect();
+    cmds.push(vec![b"SET".to_vec(), b"keep".to_vec(), b"v".to_vec()]);
+    assert!(c.pipeline(&cmds).iter().all(|r| r == b"+OK\r\n"));
     assert_eq!(int(&mut c, &["DBSIZE"]), 2001);
     assert!(
         eventually(Duration::from_secs(10), || int(&mut c, &["DBSIZE"]) == 1),
@@ -455,14 +453,16 @@ fn concurrent_clients_on_both_cores_never_lose_updates() {
 fn scan_returns_every_key_present_throughout_despite_concurrent_deletes() {
     let srv = kvfleet_server(&[]);
     let mut c = srv.client();
-    let mut batch = Vec::new();
-    for i in 0..10_000 {
-        batch.extend(encode_cmd(&[b"SET", format!("key:{i}").as_bytes(), b"v"]));
-    }
-    c.send(&batch);
-    for _ in 0..10_000 {
-        c.read_reply().unwrap();
-    }
+    let cmds: Vec<Vec<Vec<u8>>> = (0..10_000)
+        .map(|i| {
+            vec![
+                b"SET".to_vec(),
+                format!("key:{i}").into_bytes(),
+                b"v".to_vec(),
+            ]
+        })
+        .collect();
+    assert!(c.pipeline(&cmds).iter().all(|r| r == b"+OK\r\n"));
     let mut w = srv.client();
     let mut cursor = "0".to_string();
     let mut seen = std::collections::HashSet::new();
@@ -586,14 +586,13 @@ fn every_eviction_policy_evicts_and_volatile_policies_spare_persistent_keys() {
         let srv = kvfleet_server(&["--maxmemory-policy", policy]);
         let mut c = srv.client();
         let val = vec![b'x'; 1000];
-        let mut batch = Vec::new();
-        for i in 0..1000 {
-            batch.extend(encode_cmd(&[b"SET", format!("p:{i}").as_bytes(), &val]));
-        }
-        c.send(&batch);
-        for _ in 0..1000 {
-            c.read_reply().unwrap();
-        }
+        let cmds: Vec<Vec<Vec<u8>>> = (0..1000)
+            .map(|i| vec![b"SET".to_vec(), format!("p:{i}").into_bytes(), val.clone()])
+            .collect();
+        assert!(
+            c.pipeline(&cmds).iter().all(|r| r == b"+OK\r\n"),
+            "{policy}: preload refused"
+        );
         let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
         c.call(&[
             "CONFIG",

@@ -255,6 +255,19 @@ impl RawClient {
         self.read_reply().expect("connection closed")
     }
 
+    /// Sends every command in one write (a pipeline) and reads one reply per command.
+    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) -> Vec<Vec<u8>> {
+        let mut batch = Vec::new();
+        for c in cmds {
+            let args: Vec<&[u8]> = c.iter().map(|a| &a[..]).collect();
+            batch.extend(encode_cmd(&args));
+        }
+        self.send(&batch);
+        (0..cmds.len())
+            .map(|_| self.read_reply().expect("connection closed mid-pipeline"))
+            .collect()
+    }
+
     /// `cmd` with string arguments, returning the decoded frame.
     pub fn call(&mut self, args: &[&str]) -> Frame {
         let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
