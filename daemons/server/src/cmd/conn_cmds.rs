@@ -316,8 +316,7 @@ pub fn client(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "SETINFO <LIB-NAME|LIB-VER> <value>",
             "HELP",
         ];
-        ctx.array(lines.len());
-        lines.iter().for_each(|l| ctx.simple(l.as_bytes()));
+        ctx.help_lines(&lines);
     } else {
         return Err(unknown_sub("client", sub));
     }

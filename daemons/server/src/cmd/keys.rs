@@ -403,10 +403,7 @@ fn object(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "HELP",
             "    Prints this help.",
         ];
-        ctx.array(lines.len());
-        for l in lines {
-            ctx.simple(l.as_bytes());
-        }
+        ctx.help_lines(lines);
         return Ok(());
     }
     let known = ["encoding", "freq", "idletime", "refcount", "help"];

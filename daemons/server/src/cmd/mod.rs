@@ -400,6 +400,11 @@ impl Ctx<'_, '_> {
             None => self.null(),
         }
     }
+    /// A `HELP` subcommand's reply: one status line per entry.
+    pub fn help_lines(&mut self, lines: &[&str]) {
+        self.array(lines.len());
+        lines.iter().for_each(|l| self.simple(l.as_bytes()));
+    }
     pub fn verbatim(&mut self, s: &[u8]) {
         encode::verbatim(self.out, s, self.conn.resp3);
     }

@@ -148,8 +148,7 @@ pub fn command(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
             "HELP",
         ];
-        ctx.array(lines.len());
-        lines.iter().for_each(|l| ctx.simple(l.as_bytes()));
+        ctx.help_lines(&lines);
     } else {
         return Err(unknown_sub("command", sub));
     }
@@ -383,8 +382,7 @@ pub fn config(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "REWRITE",
             "HELP",
         ];
-        ctx.array(lines.len());
-        lines.iter().for_each(|l| ctx.simple(l.as_bytes()));
+        ctx.help_lines(&lines);
     } else {
         return Err(unknown_sub("config", sub));
     }
@@ -707,8 +705,7 @@ pub fn slowlog(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "RESET",
             "HELP",
         ];
-        ctx.array(lines.len());
-        lines.iter().for_each(|l| ctx.simple(l.as_bytes()));
+        ctx.help_lines(&lines);
     } else {
         return Err(unknown_sub("slowlog", sub));
     }
@@ -773,8 +770,7 @@ pub fn debug(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "POPULATE <count> [<prefix>] [<size>]",
             "SET-ACTIVE-EXPIRE <0|1>",
         ];
-        ctx.array(lines.len());
-        lines.iter().for_each(|l| ctx.simple(l.as_bytes()));
+        ctx.help_lines(&lines);
     } else {
         return Err(unknown_sub("debug", sub));
     }
