@@ -599,9 +599,6 @@ pub fn run<'s>(
     held: Option<(&mut Guards<'s>, bool)>,
 ) {
     let spec = &COMMANDS[idx];
-    if spec.name == "info" {
-        flush_stats(srv, conn);
-    }
     let mut keys = std::mem::take(&mut conn.keys_buf);
     keys.clear();
     spec.key_indexes(args, &mut keys);

@@ -615,6 +615,8 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
 }
 
 pub fn info(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    // this connection's batched counts belong in what it is about to read
+    super::flush_stats(ctx.srv, ctx.conn);
     let s = info_text(ctx.srv, &a[1..]);
     ctx.verbatim(s.as_bytes());
     Ok(())
