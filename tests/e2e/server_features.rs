@@ -646,3 +646,70 @@ fn slow_subscriber_over_the_soft_limit_for_its_grace_period_is_disconnected() {
     );
     assert!(slow.closed());
 }
+
+#[test]
+fn lfu_eviction_keeps_frequently_read_keys_and_object_freq_counts_reads() {
+    let srv = kvfleet_server(&["--maxmemory-policy", "allkeys-lfu"]);
+    let mut c = srv.client();
+    let val = vec![b'x'; 1000];
+    let set = |prefix: &str, n: usize| -> Vec<Vec<Vec<u8>>> {
+        (0..n)
+            .map(|i| {
+                vec![
+                    b"SET".to_vec(),
+                    format!("{prefix}:{i}").into_bytes(),
+                    val.clone(),
+                ]
+            })
+            .collect()
+    };
+    assert!(c.pipeline(&set("hot", 100)).iter().all(|r| r == b"+OK\r\n"));
+    assert!(
+        c.pipeline(&set("cold", 900))
+            .iter()
+            .all(|r| r == b"+OK\r\n")
+    );
+    // a fresh key starts at Redis's LFU_INIT_VAL (4 if a minute boundary decayed it)
+    let fresh = int(&mut c, &["OBJECT", "FREQ", "cold:0"]);
+    assert!((4..=5).contains(&fresh), "fresh key freq {fresh}");
+    let reads: Vec<Vec<Vec<u8>>> = (0..100 * 60)
+        .map(|i| vec![b"GET".to_vec(), format!("hot:{}", i % 100).into_bytes()])
+        .collect();
+    c.pipeline(&reads);
+    let hot = int(&mut c, &["OBJECT", "FREQ", "hot:7"]);
+    assert!(hot > fresh, "60 reads left freq at {hot}");
+
+    let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    c.call(&[
+        "CONFIG",
+        "SET",
+        "maxmemory",
+        &(used + 256 * 1024).to_string(),
+    ]);
+    c.call(&["CONFIG", "SET", "maxmemory-samples", "10"]);
+    for r in c.pipeline(&set("new", 1000)) {
+        assert_eq!(r, b"+OK\r\n");
+    }
+    let evicted: u64 = info_field(&mut c, "stats", "evicted_keys").parse().unwrap();
+    assert!(evicted > 500, "evicted only {evicted}");
+    let hot_left = (0..100)
+        .filter(|i| int(&mut c, &["EXISTS", &format!("hot:{i}")]) == 1)
+        .count();
+    assert!(
+        hot_left >= 90,
+        "only {hot_left} of 100 hot keys survived {evicted} evictions"
+    );
+
+    // OBJECT IDLETIME is Redis's error under an LFU policy, and FREQ under LRU
+    let r = c.cmd(&[b"OBJECT", b"IDLETIME", b"hot:7"]);
+    assert!(
+        r.starts_with(b"-ERR An LFU maxmemory policy is selected"),
+        "{r:?}"
+    );
+    c.call(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    let r = c.cmd(&[b"OBJECT", b"FREQ", b"hot:7"]);
+    assert!(
+        r.starts_with(b"-ERR An LFU maxmemory policy is not selected"),
+        "{r:?}"
+    );
+}

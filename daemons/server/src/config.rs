@@ -10,6 +10,8 @@ pub const DEFAULT_PORT: u16 = 6379;
 pub const DEFAULT_MAXCLIENTS: usize = 10000;
 pub const DEFAULT_MAXMEMORY_POLICY: &str = "noeviction";
 pub const DEFAULT_MAXMEMORY_SAMPLES: usize = 5;
+pub const DEFAULT_LFU_LOG_FACTOR: u32 = 10;
+pub const DEFAULT_LFU_DECAY_TIME: u32 = 1;
 pub const DEFAULT_HZ: u32 = 10;
 pub const DEFAULT_PROTO_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 pub const DEFAULT_SLOWLOG_SLOWER_THAN: i64 = 10_000;
@@ -35,6 +37,10 @@ pub struct Config {
     pub maxmemory_policy: String,
     /// Keys sampled per eviction. Default 5.
     pub maxmemory_samples: usize,
+    /// How slowly the LFU counter saturates (Redis's `lfu-log-factor`). Default 10.
+    pub lfu_log_factor: u32,
+    /// Minutes per step of LFU counter decay; 0 means no decay. Default 1.
+    pub lfu_decay_time: u32,
     /// Close idle clients after this many seconds; 0 means never. Default 0.
     pub timeout: u64,
     /// Background task frequency (active expiry). Default 10.
@@ -69,6 +75,8 @@ impl Default for Config {
             maxmemory: 0,
             maxmemory_policy: DEFAULT_MAXMEMORY_POLICY.into(),
             maxmemory_samples: DEFAULT_MAXMEMORY_SAMPLES,
+            lfu_log_factor: DEFAULT_LFU_LOG_FACTOR,
+            lfu_decay_time: DEFAULT_LFU_DECAY_TIME,
             timeout: 0,
             hz: DEFAULT_HZ,
             proto_max_bulk_len: DEFAULT_PROTO_MAX_BULK_LEN,

@@ -40,22 +40,21 @@ pub fn evict(srv: &Server, max: u64) -> usize {
             if s.map.is_empty() || (volatile && s.volatile == 0) {
                 continue;
             }
-            for _ in 0..samples {
-                let i = fastrand::usize(..s.map.len());
-                let (k, e) = s.map.get_index(i).expect("in range");
-                if volatile && e.expire_at == 0 {
-                    continue;
-                }
-                seen += 1;
-                let rank = match policy.as_str() {
-                    "allkeys-lru" | "volatile-lru" => e.lru as u64,
-                    "allkeys-lfu" | "volatile-lfu" => e.lfu as u64,
-                    "volatile-ttl" => e.expire_at,
-                    _ => fastrand::u64(..),
-                };
-                if best.as_ref().is_none_or(|b| rank < b.2) {
-                    best = Some((si, k[..].into(), rank));
-                }
+            // One key per slot visited: slots are uniform, so this samples the
+            // whole keyspace even when slots hold a key or two each.
+            let e = &s.map[fastrand::usize(..s.map.len())];
+            if volatile && e.expire_at() == 0 {
+                continue;
+            }
+            seen += 1;
+            let rank = match policy.as_str() {
+                "allkeys-lru" | "volatile-lru" => e.access() as u64,
+                "allkeys-lfu" | "volatile-lfu" => crate::db::lfu_decayed(e.access()) as u64,
+                "volatile-ttl" => e.expire_at(),
+                _ => fastrand::u64(..),
+            };
+            if best.as_ref().is_none_or(|b| rank < b.2) {
+                best = Some((si, e.key().into(), rank));
             }
         }
         let Some((si, key, _)) = best else { break };

@@ -1,7 +1,7 @@
 //! Generic key commands: DEL, EXISTS, TTLs, RENAME, KEYS/SCAN, OBJECT.
 
 use super::{CmdResult, Ctx, Handler, NO_KEY, SYNTAX, cursor_arg, err, int_arg, is, scan_opts};
-use crate::db::{Entry, Slot, Value};
+use crate::db::{Entry, Slot, ValueRef};
 use crate::util::glob_match;
 use kvfleet_model::NUM_SLOTS;
 
@@ -56,7 +56,7 @@ fn touch(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 }
 
 fn type_(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    let t = ctx.db.peek(a[1]).map_or("none", |e| e.value.type_name());
+    let t = ctx.db.peek(a[1]).map_or("none", |e| e.type_name());
     ctx.simple(t.as_bytes());
     Ok(())
 }
@@ -80,7 +80,7 @@ fn rename_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], nx: bool) -> CmdResult {
     }
     let e = ctx.db.remove(src).expect("checked above");
     ctx.db.remove(dst);
-    ctx.db.slot_mut(dst).insert(dst, e);
+    ctx.db.slot_mut(dst).insert(e.rekey(dst));
     ctx.dirty += 1;
     if nx {
         ctx.int(1)
@@ -132,7 +132,7 @@ fn copy(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
         ctx.db.remove(dst);
     }
-    ctx.db.slot_mut(dst).insert(dst, e);
+    ctx.db.slot_mut(dst).insert(e.rekey(dst));
     ctx.dirty += 1;
     ctx.int(1);
     Ok(())
@@ -189,7 +189,7 @@ fn expire_generic(
         ctx.int(0);
         return Ok(());
     };
-    let cur = slot.map[i].expire_at;
+    let cur = slot.map[i].expire_at();
     // A persistent key counts as an infinite TTL for GT and LT.
     let ok = !(nx && cur != 0
         || xx && cur == 0
@@ -227,8 +227,8 @@ fn ttl_generic(ctx: &mut Ctx<'_, '_>, key: &[u8], f: impl Fn(u64, u64) -> i64) -
     let now = ctx.now;
     let r = match ctx.db.peek(key) {
         None => -2,
-        Some(e) if e.expire_at == 0 => -1,
-        Some(e) => f(e.expire_at, now),
+        Some(e) if e.expire_at() == 0 => -1,
+        Some(e) => f(e.expire_at(), now),
     };
     ctx.int(r);
     Ok(())
@@ -253,7 +253,7 @@ fn persist(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let now = ctx.now;
     let slot = ctx.db.slot_mut(a[1]);
     let r = match slot.find(a[1], now) {
-        Some(i) if slot.map[i].expire_at != 0 => {
+        Some(i) if slot.map[i].expire_at() != 0 => {
             slot.set_expire(i, 0);
             1
         }
@@ -270,9 +270,9 @@ fn keys(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let now = ctx.now;
     let mut found: Vec<Box<[u8]>> = Vec::new();
     ctx.db.for_each_slot(|_, s| {
-        for (k, e) in s.map.iter() {
-            if !e.expired(now) && (all || glob_match(pat, k, false)) {
-                found.push(k[..].into());
+        for e in s.map.iter() {
+            if !e.expired(now) && (all || glob_match(pat, e.key(), false)) {
+                found.push(e.key().into());
             }
         }
     });
@@ -303,9 +303,9 @@ pub fn scan_slot(
     while i > 0 && *budget > 0 {
         i -= 1;
         *budget -= 1;
-        let (k, e) = s.map.get_index(i).expect("in range");
+        let e = &s.map[i];
         if !e.expired(now) {
-            emit(k, e);
+            emit(e.key(), e);
         }
     }
     if i == 0 { u32::MAX } else { i as u32 + 1 }
@@ -326,7 +326,7 @@ fn scan(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             scan_slot(s, pos, &mut budget, now, |k, e| {
                 if o.pattern.is_none_or(|p| glob_match(p, k, false))
                     && o.typ
-                        .is_none_or(|t| t.eq_ignore_ascii_case(e.value.type_name().as_bytes()))
+                        .is_none_or(|t| t.eq_ignore_ascii_case(e.type_name().as_bytes()))
                 {
                     found.push(k.into());
                 }
@@ -370,7 +370,7 @@ fn randomkey(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
                     s.expired += 1;
                     continue;
                 }
-                return Some(s.map.get_index(i).expect("in range").0.clone());
+                return Some(Box::<[u8]>::from(s.map[i].key()));
             }
             None
         });
@@ -410,17 +410,16 @@ fn object(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if !known[..4].iter().any(|s| is(sub, s)) || a.len() != 3 {
         return Err(super::sub_error("object", sub, &known));
     }
-    let policy = ctx.srv.rt.read().maxmemory_policy.clone();
-    let lfu = policy.contains("lfu");
+    let lfu = crate::db::lfu_mode();
     let Some(e) = ctx.db.peek(a[2]) else {
         ctx.null();
         return Ok(());
     };
     if is(sub, "encoding") {
-        let enc = e.value.encoding();
+        let enc = e.encoding();
         ctx.bulk(enc.as_bytes());
     } else if is(sub, "refcount") {
-        let rc = if matches!(&e.value, Value::Str(s) if s.len() <= 20 && crate::util::parse_i64(s).is_some_and(|n| (0..10000).contains(&n)))
+        let rc = if matches!(e.value(), ValueRef::Str(s) if s.len() <= 20 && crate::util::parse_i64(s).is_some_and(|n| (0..10000).contains(&n)))
         {
             i32::MAX as i64
         } else {
@@ -433,15 +432,15 @@ fn object(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                 "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
             ));
         }
-        let f = e.lfu as i64;
-        ctx.int(f);
+        let f = crate::db::lfu_decayed(e.access());
+        ctx.int(f as i64);
     } else {
         if lfu {
             return Err(err(
                 "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
             ));
         }
-        let idle = crate::db::lru_clock().saturating_sub(e.lru) as i64;
+        let idle = crate::db::lru_clock().saturating_sub(e.access()) as i64;
         ctx.int(idle);
     }
     Ok(())

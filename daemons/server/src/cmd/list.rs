@@ -4,7 +4,7 @@ use super::{
     CmdError, CmdResult, Ctx, Handler, NO_KEY, OUT_OF_RANGE, SYNTAX, WRONGTYPE, clamp_range, err,
     int_arg, is, pop_count, timeout_arg,
 };
-use crate::db::Value;
+use crate::db::ValueRef;
 
 pub fn handler(name: &str) -> Option<Handler> {
     Some(match name {
@@ -452,7 +452,7 @@ fn bpop(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], left: bool) -> CmdResult {
     let keys = &a[1..a.len() - 1];
     for k in keys {
         if let Some(e) = ctx.db.peek(k)
-            && !matches!(e.value, Value::List(_))
+            && !matches!(e.value(), ValueRef::List(_))
         {
             return Err(WRONGTYPE);
         }

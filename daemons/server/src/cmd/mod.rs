@@ -157,11 +157,10 @@ macro_rules! typed_access {
         pub fn $get(&mut self, key: &[u8]) -> Result<Option<&mut $ty>, CmdError> {
             match self.get(key) {
                 None => Ok(None),
-                Some(Entry {
-                    value: Value::$variant(v),
-                    ..
-                }) => Ok(Some(v)),
-                Some(_) => Err(WRONGTYPE),
+                Some(e) => match e.value_mut() {
+                    Some(Value::$variant(v)) => Ok(Some(v)),
+                    _ => Err(WRONGTYPE),
+                },
             }
         }
 
@@ -172,12 +171,12 @@ macro_rules! typed_access {
             let idx = match slot.find(key, now) {
                 Some(i) => i,
                 None => {
-                    slot.insert(key, Entry::new(Value::$variant(Default::default())));
+                    slot.insert(Entry::new(key, Value::$variant(Default::default()), 0));
                     slot.map.get_index_of(key).expect("just inserted")
                 }
             };
-            match &mut slot.map[idx].value {
-                Value::$variant(v) => Ok(v),
+            match slot.map[idx].value_mut() {
+                Some(Value::$variant(v)) => Ok(v),
                 _ => Err(WRONGTYPE),
             }
         }
@@ -236,8 +235,7 @@ impl<'s> Keys<'s> {
                     slot.hits += 1;
                 }
                 let e = &mut slot.map[i];
-                e.lru = crate::db::lru_clock();
-                e.lfu = lfu_incr(e.lfu);
+                e.set_access(crate::db::touched(e.access()));
                 Some(e)
             }
             None => {
@@ -279,25 +277,24 @@ impl<'s> Keys<'s> {
         let now = self.now;
         let slot = self.slot_mut(key);
         let i = slot.find(key, now)?;
-        slot.remove_index(i).map(|(_, e)| e)
+        slot.remove_index(i)
     }
 
     /// Stores `value` at `key`, dropping any expiry (SET semantics).
     pub fn set(&mut self, key: &[u8], value: Value) {
-        self.slot_mut(key).insert(key, Entry::new(value));
+        self.slot_mut(key).insert(Entry::new(key, value, 0));
     }
 
-    pub fn set_with_expire(&mut self, key: &[u8], value: Value, expire_at: u64) {
-        let mut e = Entry::new(value);
-        e.expire_at = expire_at;
-        self.slot_mut(key).insert(key, e);
+    /// As [`Keys::set`] for a string, packed straight from the argument bytes.
+    pub fn set_str(&mut self, key: &[u8], value: &[u8]) {
+        self.slot_mut(key).insert(Entry::string(key, value, 0));
     }
 
     /// Deletes `key` if its container became empty (Redis never keeps empty ones).
     pub fn remove_if_empty(&mut self, key: &[u8]) {
         let slot = self.slot_mut(key);
         if let Some(i) = slot.map.get_index_of(key)
-            && slot.map[i].value.is_empty_container()
+            && slot.map[i].is_empty_container()
         {
             slot.remove_index(i);
         }
@@ -306,11 +303,7 @@ impl<'s> Keys<'s> {
     pub fn str_value(&mut self, key: &[u8]) -> Result<Option<&[u8]>, CmdError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Entry {
-                value: Value::Str(s),
-                ..
-            }) => Ok(Some(s)),
-            Some(_) => Err(WRONGTYPE),
+            Some(e) => e.str().map(Some).ok_or(WRONGTYPE),
         }
     }
 
@@ -408,16 +401,6 @@ impl Ctx<'_, '_> {
     pub fn verbatim(&mut self, s: &[u8]) {
         encode::verbatim(self.out, s, self.conn.resp3);
     }
-}
-
-/// Redis's logarithmic LFU counter increment (lfu-log-factor 10).
-fn lfu_incr(c: u8) -> u8 {
-    if c == 255 {
-        return 255;
-    }
-    let base = c.saturating_sub(5) as f64;
-    let p = 1.0 / (base * 10.0 + 1.0);
-    if fastrand::f64() < p { c + 1 } else { c }
 }
 
 /// Binds a table row to its handler. A unit test checks every row has one.

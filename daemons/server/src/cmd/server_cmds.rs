@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::{CmdError, CmdResult, Ctx, SYNTAX, cursor_arg, err, int_arg, is, scan_opts};
 use crate::cmd::keys::scan_slot;
 use crate::config::POLICIES;
-use crate::db::Value;
 use crate::server::Server;
 use crate::util::{self, glob_match};
 use kvfleet_model::NUM_SLOTS;
@@ -196,8 +195,8 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("dbfilename", "dump.rdb".into()),
         ("io-threads", srv.threads.to_string()),
         ("tcp-keepalive", "300".into()),
-        ("lfu-log-factor", "10".into()),
-        ("lfu-decay-time", "1".into()),
+        ("lfu-log-factor", rt.lfu_log_factor.to_string()),
+        ("lfu-decay-time", rt.lfu_decay_time.to_string()),
         ("hash-max-listpack-entries", "128".into()),
         ("hash-max-listpack-value", "64".into()),
         ("set-max-intset-entries", "512".into()),
@@ -254,6 +253,14 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             }
             rt.maxmemory_policy = p;
         }
+        "lfu-log-factor" => {
+            rt.lfu_log_factor = u32::try_from(num()?)
+                .map_err(|_| "argument must be between 0 and 4294967295 inclusive")?
+        }
+        "lfu-decay-time" => {
+            rt.lfu_decay_time = u32::try_from(num()?)
+                .map_err(|_| "argument must be between 0 and 4294967295 inclusive")?
+        }
         "maxmemory-samples" => rt.maxmemory_samples = num()?.clamp(1, 64) as usize,
         "timeout" => rt.timeout = num()?.max(0) as u64,
         "hz" => rt.hz = num()?.clamp(1, 500) as u32,
@@ -297,8 +304,6 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         | "appendfsync"
         | "loglevel"
         | "tcp-keepalive"
-        | "lfu-log-factor"
-        | "lfu-decay-time"
         | "busy-reply-threshold"
         | "lua-time-limit"
         | "hash-max-listpack-entries"
@@ -312,6 +317,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         }
         _ => return Err(String::new()),
     }
+    crate::db::set_access_policy(&rt);
     Ok(())
 }
 
@@ -757,7 +763,7 @@ pub fn debug(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             }
             ctx.db.with_slot(slot, |s| {
                 if !s.map.contains_key(&k[..]) {
-                    s.insert(&k, crate::db::Entry::new(Value::Str(v.into())));
+                    s.insert(crate::db::Entry::string(&k, &v, 0));
                 }
             });
         }

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::cmd::hash::{random_picks, scan_collect, scan_write};
 use crate::db::value::{SMALL_INTSET, SetVal};
-use crate::db::{Entry, Value};
+use crate::db::{Value, ValueRef};
 use crate::util::{glob_match, parse_i64};
 
 pub fn handler(name: &str) -> Option<Handler> {
@@ -241,10 +241,10 @@ fn combine(ctx: &mut Ctx<'_, '_>, keys: &[&[u8]], op: Op) -> Result<SetVal, CmdE
     let sets: Vec<Option<&SetVal>> = keys
         .iter()
         .map(|k| match db.view(k) {
-            Some(Entry {
-                value: Value::Set(s),
-                ..
-            }) => Some(&**s),
+            Some(e) => match e.value() {
+                ValueRef::Set(s) => Some(s),
+                _ => None,
+            },
             _ => None,
         })
         .collect();
@@ -365,11 +365,8 @@ fn sintercard(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 fn sscan(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let cursor = cursor_arg(a[2])?;
     let o = scan_opts(&a[3..], false)?;
-    let (next, items) = match ctx.db.peek(a[1]) {
-        Some(Entry {
-            value: Value::Set(s),
-            ..
-        }) => {
+    let (next, items) = match ctx.db.peek(a[1]).map(|e| e.value()) {
+        Some(ValueRef::Set(s)) => {
             let small = s.len() <= SMALL_INTSET && s.iter().all(|m| parse_i64(m).is_some());
             if small {
                 let ord = ordered_members(s.iter().map(|m| &m[..]), s.len());

@@ -3,7 +3,7 @@
 use super::{
     CmdError, CmdResult, Ctx, Handler, NOT_INT, SYNTAX, WRONGTYPE, err, float_arg, int_arg, is,
 };
-use crate::db::{Entry, Value};
+use crate::db::Entry;
 use crate::util;
 
 pub fn handler(name: &str) -> Option<Handler> {
@@ -130,66 +130,45 @@ fn set(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let idx = slot.find(key, now);
     if f.get
         && let Some(i) = idx
-        && !matches!(slot.map[i].value, Value::Str(_))
+        && slot.map[i].str().is_none()
     {
         return Err(WRONGTYPE);
     }
     if (f.nx && idx.is_some()) || (f.xx && idx.is_none()) {
-        if f.get {
-            match idx {
-                Some(i) => match &slot.map[i].value {
-                    Value::Str(s) => kvfleet_resp::encode::bulk(ctx.out, s),
-                    _ => unreachable!("checked above"),
-                },
-                None => kvfleet_resp::encode::null(ctx.out, ctx.conn.resp3),
-            }
-        } else {
-            kvfleet_resp::encode::null(ctx.out, ctx.conn.resp3);
+        match idx.filter(|_| f.get) {
+            Some(i) => kvfleet_resp::encode::bulk(ctx.out, slot.map[i].str().expect("checked")),
+            None => kvfleet_resp::encode::null(ctx.out, ctx.conn.resp3),
         }
         return Ok(());
     }
-    // Overwriting a string of the same length (a cache refresh) reuses its buffer.
-    if !f.get
-        && let Some(i) = idx
-        && let Value::Str(s) = &mut slot.map[i].value
-        && s.len() == a[2].len()
-    {
-        s.copy_from_slice(a[2]);
-        slot.map[i].lru = crate::db::lru_clock();
-        if !f.keepttl {
-            slot.set_expire(i, exp);
-        }
-        ctx.out.extend_from_slice(b"+OK\r\n");
-        ctx.dirty += 1;
-        return Ok(());
-    }
-    let value = Value::Str(a[2].into());
     match idx {
         Some(i) => {
             let e = &mut slot.map[i];
-            let old = std::mem::replace(&mut e.value, value);
-            e.lru = crate::db::lru_clock();
-            if !f.keepttl {
-                slot.set_expire(i, exp);
-            }
             if f.get {
-                if let Value::Str(s) = old {
-                    kvfleet_resp::encode::bulk(ctx.out, &s);
-                }
+                kvfleet_resp::encode::bulk(ctx.out, e.str().expect("checked"));
+            }
+            let access = crate::db::touched(e.access());
+            let at = if f.keepttl { e.expire_at() } else { exp };
+            // A same-length overwrite (a cache refresh) reuses the record.
+            if e.str().is_some_and(|s| s.len() == a[2].len()) && (e.expire_at() != 0) == (at != 0) {
+                e.str_mut().expect("a string").copy_from_slice(a[2]);
+                e.set_access(access);
+                slot.set_expire(i, at);
             } else {
-                ctx.out.extend_from_slice(b"+OK\r\n");
+                let mut n = Entry::string(key, a[2], at);
+                n.set_access(access);
+                slot.insert(n);
             }
         }
         None => {
-            let mut e = Entry::new(value);
-            e.expire_at = exp;
-            slot.insert(key, e);
+            slot.insert(Entry::string(key, a[2], exp));
             if f.get {
                 kvfleet_resp::encode::null(ctx.out, ctx.conn.resp3);
-            } else {
-                ctx.out.extend_from_slice(b"+OK\r\n");
             }
         }
+    }
+    if !f.get {
+        ctx.out.extend_from_slice(b"+OK\r\n");
     }
     ctx.dirty += 1;
     Ok(())
@@ -199,7 +178,7 @@ fn setnx(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if ctx.db.exists(a[1]) {
         ctx.int(0);
     } else {
-        ctx.db.set(a[1], Value::Str(a[2].into()));
+        ctx.db.set_str(a[1], a[2]);
         ctx.dirty += 1;
         ctx.int(1);
     }
@@ -209,7 +188,7 @@ fn setnx(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 fn setex_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], ms: bool, name: &str) -> CmdResult {
     let v = int_arg(a[2])?;
     let at = expire_at(v, ms, false, ctx.now, name)?;
-    ctx.db.set_with_expire(a[1], Value::Str(a[3].into()), at);
+    ctx.db.slot_mut(a[1]).insert(Entry::string(a[1], a[3], at));
     ctx.dirty += 1;
     ctx.ok();
     Ok(())
@@ -225,7 +204,7 @@ fn psetex(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 
 fn getset(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let old = ctx.db.str_value(a[1])?.map(|s| s.to_vec());
-    ctx.db.set(a[1], Value::Str(a[2].into()));
+    ctx.db.set_str(a[1], a[2]);
     ctx.dirty += 1;
     ctx.opt_bulk(old.as_deref());
     Ok(())
@@ -234,14 +213,11 @@ fn getset(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 fn getdel(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     ctx.db.str_value(a[1])?;
     match ctx.db.remove(a[1]) {
-        Some(Entry {
-            value: Value::Str(s),
-            ..
-        }) => {
+        Some(e) => {
             ctx.dirty += 1;
-            ctx.bulk(&s)
+            ctx.bulk(e.str().expect("checked"))
         }
-        _ => ctx.null(),
+        None => ctx.null(),
     }
     Ok(())
 }
@@ -261,7 +237,7 @@ fn getex(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         ctx.null();
         return Ok(());
     };
-    let Value::Str(s) = &slot.map[i].value else {
+    let Some(s) = slot.map[i].str() else {
         return Err(WRONGTYPE);
     };
     kvfleet_resp::encode::bulk(ctx.out, s);
@@ -272,7 +248,7 @@ fn getex(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             slot.set_expire(i, at);
         }
         ctx.dirty += 1;
-    } else if f.persist && slot.map[i].expire_at != 0 {
+    } else if f.persist && slot.map[i].expire_at() != 0 {
         slot.set_expire(i, 0);
         ctx.dirty += 1;
     }
@@ -282,12 +258,9 @@ fn getex(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 fn mget(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     ctx.array(a.len() - 1);
     for k in &a[1..] {
-        match ctx.db.get(k) {
-            Some(Entry {
-                value: Value::Str(s),
-                ..
-            }) => kvfleet_resp::encode::bulk(ctx.out, s),
-            _ => kvfleet_resp::encode::null(ctx.out, ctx.conn.resp3),
+        match ctx.db.get(k).and_then(|e| e.str()) {
+            Some(s) => kvfleet_resp::encode::bulk(ctx.out, s),
+            None => kvfleet_resp::encode::null(ctx.out, ctx.conn.resp3),
         }
     }
     Ok(())
@@ -298,7 +271,7 @@ fn mset(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         return Err(super::arity_error(ctx.spec.name));
     }
     for kv in a[1..].chunks(2) {
-        ctx.db.set(kv[0], Value::Str(kv[1].into()));
+        ctx.db.set_str(kv[0], kv[1]);
     }
     ctx.dirty += (a.len() / 2) as u64;
     ctx.ok();
@@ -314,7 +287,7 @@ fn msetnx(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         return Ok(());
     }
     for kv in a[1..].chunks(2) {
-        ctx.db.set(kv[0], Value::Str(kv[1].into()));
+        ctx.db.set_str(kv[0], kv[1]);
     }
     ctx.dirty += (a.len() / 2) as u64;
     ctx.int(1);
@@ -332,21 +305,16 @@ fn check_size(len: usize) -> CmdResult {
 
 fn append(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let len = match ctx.db.get(a[1]) {
-        Some(Entry {
-            value: Value::Str(s),
-            ..
-        }) => {
-            check_size(s.len() + a[2].len())?;
-            let mut v = Vec::with_capacity(s.len() + a[2].len());
-            v.extend_from_slice(s);
-            v.extend_from_slice(a[2]);
-            let n = v.len();
-            *s = v.into_boxed_slice();
-            n
+        Some(e) => {
+            let cur = e.str().ok_or(WRONGTYPE)?.len();
+            check_size(cur + a[2].len())?;
+            // grows with spare capacity, so appends are amortised O(1) as in Redis
+            let s = e.raw_str().expect("a string");
+            s.extend_from_slice(a[2]);
+            s.len()
         }
-        Some(_) => return Err(WRONGTYPE),
         None => {
-            ctx.db.set(a[1], Value::Str(a[2].into()));
+            ctx.db.set_str(a[1], a[2]);
             a[2].len()
         }
     };
@@ -362,29 +330,21 @@ fn strlen(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 }
 
 fn incr_by(ctx: &mut Ctx<'_, '_>, key: &[u8], by: i64) -> CmdResult {
-    let cur = match ctx.db.get(key) {
-        Some(Entry {
-            value: Value::Str(s),
-            ..
-        }) => Some(util::parse_i64(s).ok_or(NOT_INT)?),
-        Some(_) => return Err(WRONGTYPE),
-        None => None,
-    };
-    let n = cur
-        .unwrap_or(0)
-        .checked_add(by)
-        .ok_or_else(|| err("ERR increment or decrement would overflow"))?;
+    let overflow = || err("ERR increment or decrement would overflow");
     let mut buf = itoa::Buffer::new();
-    let digits = buf.format(n).as_bytes();
-    match ctx.db.get(key) {
-        // same width: rewrite in place, no allocation on the counter hot path
-        Some(Entry {
-            value: Value::Str(s),
-            ..
-        }) if s.len() == digits.len() => s.copy_from_slice(digits),
-        Some(e) => e.value = Value::Str(digits.into()),
-        None => ctx.db.set(key, Value::Str(digits.into())),
-    }
+    let n = match ctx.db.get(key) {
+        Some(e) => {
+            let cur = util::parse_i64(e.str().ok_or(WRONGTYPE)?).ok_or(NOT_INT)?;
+            let n = cur.checked_add(by).ok_or_else(overflow)?;
+            // same width rewrites in place: no allocation on the counter hot path
+            e.set_str(buf.format(n).as_bytes());
+            n
+        }
+        None => {
+            ctx.db.set_str(key, buf.format(by).as_bytes());
+            by
+        }
+    };
     ctx.dirty += 1;
     ctx.int(n);
     Ok(())
@@ -414,11 +374,7 @@ fn decrby(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 fn incrbyfloat(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let by = float_arg(a[2])?;
     let cur = match ctx.db.get(a[1]) {
-        Some(Entry {
-            value: Value::Str(s),
-            ..
-        }) => util::parse_f64(s).ok_or(super::NOT_FLOAT)?,
-        Some(_) => return Err(WRONGTYPE),
+        Some(e) => util::parse_f64(e.str().ok_or(WRONGTYPE)?).ok_or(super::NOT_FLOAT)?,
         None => 0.0,
     };
     let n = cur + by;
@@ -427,8 +383,8 @@ fn incrbyfloat(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     }
     let v = util::fmt_human(n);
     match ctx.db.get(a[1]) {
-        Some(e) => e.value = Value::Str(v.clone().into()),
-        None => ctx.db.set(a[1], Value::Str(v.clone().into())),
+        Some(e) => e.set_str(&v),
+        None => ctx.db.set_str(a[1], &v),
     }
     ctx.dirty += 1;
     ctx.bulk(&v);
@@ -466,41 +422,38 @@ fn setrange(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     }
     let val = a[3];
     let off = off as usize;
-    match ctx.db.get(a[1]) {
-        Some(Entry {
-            value: Value::Str(s),
-            ..
-        }) => {
+    let n = match ctx.db.get(a[1]) {
+        Some(e) => {
+            let cur = e.str().ok_or(WRONGTYPE)?.len();
             if val.is_empty() {
-                let n = s.len() as i64;
-                ctx.int(n);
+                ctx.int(cur as i64);
                 return Ok(());
             }
             check_size(off + val.len())?;
-            let mut v = s.to_vec();
+            let v = e.raw_str().expect("a string");
             if v.len() < off + val.len() {
                 v.resize(off + val.len(), 0);
             }
             v[off..off + val.len()].copy_from_slice(val);
-            let n = v.len();
-            *s = v.into_boxed_slice();
-            ctx.dirty += 1;
-            ctx.int(n as i64);
+            v.len()
         }
-        Some(_) => return Err(WRONGTYPE),
         None => {
             if val.is_empty() {
                 ctx.int(0);
                 return Ok(());
             }
             check_size(off + val.len())?;
-            let mut v = vec![0u8; off + val.len()];
-            v[off..].copy_from_slice(val);
+            // Redis builds this string raw (growable), not embedded
+            let mut e = Entry::string(a[1], b"", 0);
+            let v = e.raw_str().expect("a string");
+            v.resize(off, 0);
+            v.extend_from_slice(val);
             let n = v.len();
-            ctx.db.set(a[1], Value::Str(v.into()));
-            ctx.dirty += 1;
-            ctx.int(n as i64);
+            ctx.db.slot_mut(a[1]).insert(e);
+            n
         }
-    }
+    };
+    ctx.dirty += 1;
+    ctx.int(n as i64);
     Ok(())
 }

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::cmd::hash::{random_picks, scan_collect, scan_write};
 use crate::db::value::SMALL_ZSET;
-use crate::db::{Entry, Score, Value, ZSet};
+use crate::db::{Score, Value, ValueRef, ZSet};
 use crate::util::{self, glob_match};
 
 pub fn handler(name: &str) -> Option<Handler> {
@@ -779,16 +779,10 @@ fn agg(a: Agg, x: f64, y: f64) -> f64 {
 
 /// Reads a zset or a plain set (scores 1) as (member, score) pairs.
 fn input(ctx: &mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<Items>, CmdError> {
-    match ctx.db.get(key) {
+    match ctx.db.get(key).map(|e| e.value()) {
         None => Ok(None),
-        Some(Entry {
-            value: Value::ZSet(z),
-            ..
-        }) => Ok(Some(z.iter().map(|(m, s)| (m.into(), s)).collect())),
-        Some(Entry {
-            value: Value::Set(s),
-            ..
-        }) => Ok(Some(s.iter().map(|m| (m.clone(), 1.0)).collect())),
+        Some(ValueRef::ZSet(z)) => Ok(Some(z.iter().map(|(m, s)| (m.into(), s)).collect())),
+        Some(ValueRef::Set(s)) => Ok(Some(s.iter().map(|m| (m.clone(), 1.0)).collect())),
         Some(_) => Err(WRONGTYPE),
     }
 }

@@ -7,52 +7,32 @@
 //! (eviction, active expiry, RANDOMKEY) and stable cursors for SCAN.
 //! See docs/decisions/0001-keyspace-and-threading.md.
 
+pub mod entry;
+pub mod table;
 pub mod value;
 
-use indexmap::IndexMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+
 use parking_lot::Mutex;
 
-pub use value::{Bytes, Hasher, Key, Score, Value, ZSet};
+pub use entry::{Entry, ValueRef};
+pub use table::Table;
+pub use value::{Bytes, Hasher, Score, Value, ZSet};
 
 use kvfleet_model::NUM_SLOTS;
 
-/// One key's record. 40 bytes plus the key and value allocations.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub value: Value,
-    /// Absolute expiry in Unix milliseconds; 0 means none.
-    pub expire_at: u64,
-    /// Last access, seconds on the server's LRU clock.
-    pub lru: u32,
-    /// Logarithmic access counter for the LFU policies (Redis's `LFU_INIT_VAL` is 5).
-    pub lfu: u8,
-}
-
-impl Entry {
-    pub fn new(value: Value) -> Self {
-        Entry {
-            value,
-            expire_at: 0,
-            lru: lru_clock(),
-            lfu: 5,
-        }
-    }
-
-    #[inline]
-    pub fn expired(&self, now: u64) -> bool {
-        self.expire_at != 0 && self.expire_at <= now
-    }
-}
-
 static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-static LRU_CLOCK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static LRU_CLOCK: AtomicU32 = AtomicU32::new(0);
+static LFU_MODE: AtomicBool = AtomicBool::new(false);
+static LFU_LOG_FACTOR: AtomicU32 = AtomicU32::new(10);
+static LFU_DECAY_TIME: AtomicU32 = AtomicU32::new(1);
 
 /// Seconds since the process started, as last set by [`tick_lru_clock`]: a
 /// plain load, because reading a clock on every key access costs more than
 /// the access (Redis caches its `lruclock` in the cron for the same reason).
 #[inline]
 pub fn lru_clock() -> u32 {
-    LRU_CLOCK.load(std::sync::atomic::Ordering::Relaxed)
+    LRU_CLOCK.load(Relaxed)
 }
 
 /// Advances the LRU clock; the cron calls it every cycle.
@@ -61,13 +41,83 @@ pub fn tick_lru_clock() {
         .get_or_init(std::time::Instant::now)
         .elapsed()
         .as_secs() as u32;
-    LRU_CLOCK.store(s, std::sync::atomic::Ordering::Relaxed);
+    LRU_CLOCK.store(s, Relaxed);
+}
+
+/// Sets what access stamps mean from now on (`maxmemory-policy`, `lfu-*`).
+/// Like Redis, stamps written under the other policy read as noise until
+/// their keys are touched again.
+pub fn set_access_policy(cfg: &crate::config::Config) {
+    LFU_MODE.store(cfg.maxmemory_policy.ends_with("-lfu"), Relaxed);
+    LFU_LOG_FACTOR.store(cfg.lfu_log_factor, Relaxed);
+    LFU_DECAY_TIME.store(cfg.lfu_decay_time, Relaxed);
+}
+
+pub fn lfu_mode() -> bool {
+    LFU_MODE.load(Relaxed)
+}
+
+/// Redis's `LFU_INIT_VAL`: new keys start here so they are not evicted at once.
+const LFU_INIT: u32 = 5;
+
+fn minutes() -> u32 {
+    (lru_clock() / 60) & 0xFFFF
+}
+
+/// The stamp of a new record: the LRU clock, or (like Redis's 24-bit field
+/// under an LFU policy) minutes of the last decrement above an 8-bit counter.
+#[inline]
+pub fn new_access() -> u32 {
+    if lfu_mode() {
+        (minutes() << 8) | LFU_INIT
+    } else {
+        lru_clock()
+    }
+}
+
+/// The stamp after one more access.
+#[inline]
+pub fn touched(stamp: u32) -> u32 {
+    if lfu_mode() {
+        let c = lfu_log_incr(lfu_decayed(stamp));
+        (minutes() << 8) | c as u32
+    } else {
+        lru_clock()
+    }
+}
+
+/// The LFU counter less one for every `lfu-decay-time` minutes since it was
+/// last decremented (Redis's `LFUDecrAndReturn`).
+pub fn lfu_decayed(stamp: u32) -> u8 {
+    let (ldt, c) = ((stamp >> 8) & 0xFFFF, (stamp & 0xFF) as u8);
+    let now = minutes();
+    let elapsed = if now >= ldt {
+        now - ldt
+    } else {
+        0xFFFF - ldt + now
+    };
+    let periods = match LFU_DECAY_TIME.load(Relaxed) {
+        0 => 0,
+        d => elapsed / d,
+    };
+    c.saturating_sub(periods.min(255) as u8)
+}
+
+/// Redis's logarithmic increment: the higher the counter, the less likely a
+/// hit moves it (`lfu-log-factor` 10 needs about a million hits for 255).
+fn lfu_log_incr(c: u8) -> u8 {
+    if c == 255 {
+        return 255;
+    }
+    let base = c.saturating_sub(LFU_INIT as u8) as f64;
+    let p = 1.0 / (base * LFU_LOG_FACTOR.load(Relaxed) as f64 + 1.0);
+    if fastrand::f64() < p { c + 1 } else { c }
 }
 
 /// One slot's table and counters. All fields change under the slot's mutex.
 #[derive(Debug, Default)]
 pub struct Slot {
-    pub map: IndexMap<Key, Entry, Hasher>,
+    pub map: Table,
     /// Keys with an expiry, so active expiry skips slots with none.
     pub volatile: usize,
     pub expired: u64,
@@ -93,53 +143,44 @@ impl Slot {
         Some(&mut self.map[idx])
     }
 
-    pub fn remove_index(&mut self, idx: usize) -> Option<(Key, Entry)> {
-        let (k, e) = self.map.swap_remove_index(idx)?;
-        if e.expire_at != 0 {
+    pub fn remove_index(&mut self, idx: usize) -> Option<Entry> {
+        let e = self.map.swap_remove_index(idx)?;
+        if e.expire_at() != 0 {
             self.volatile -= 1;
         }
-        Some((k, e))
+        Some(e)
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let idx = self.map.get_index_of(key)?;
-        self.remove_index(idx).map(|(_, e)| e)
+        self.remove_index(idx)
     }
 
-    /// Inserts or replaces the whole entry.
-    pub fn insert(&mut self, key: &[u8], entry: Entry) {
-        if entry.expire_at != 0 {
+    /// Inserts or replaces the whole record.
+    pub fn insert(&mut self, entry: Entry) {
+        if entry.expire_at() != 0 {
             self.volatile += 1;
         }
-        if let Some(old) = self.map.get_mut(key) {
-            if old.expire_at != 0 {
-                self.volatile -= 1;
-            }
-            *old = entry;
-        } else {
-            // indexmap grows its entry vector to the hash index's capacity (up to
-            // 1.8x the live entries at 64 bytes each); growing by a quarter keeps
-            // the slack near 12% for the cost of a few more, amortised, copies.
-            if self.map.len() == self.map.capacity() {
-                self.map.reserve_exact((self.map.len() / 4).max(8));
-            }
-            self.map.insert(Key::from_slice(key), entry);
+        if let Some(old) = self.map.insert(entry)
+            && old.expire_at() != 0
+        {
+            self.volatile -= 1;
         }
     }
 
     pub fn set_expire(&mut self, idx: usize, at: u64) {
         let e = &mut self.map[idx];
-        match (e.expire_at != 0, at != 0) {
+        match (e.expire_at() != 0, at != 0) {
             (false, true) => self.volatile += 1,
             (true, false) => self.volatile -= 1,
             _ => {}
         }
-        e.expire_at = at;
+        e.set_expire_at(at);
     }
 
     pub fn clear(&mut self) -> usize {
         let n = self.map.len();
-        self.map = IndexMap::default();
+        self.map = Table::default();
         self.volatile = 0;
         n
     }
@@ -195,5 +236,37 @@ impl Db {
             let s = s.lock();
             (k + s.map.len(), v + s.volatile)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lfu_counter_decays_one_step_per_decay_period_across_the_16_bit_wrap() {
+        // The clock here reads minute 0; a stamp from minute 65533 is 2 minutes old.
+        let stamp = (0xFFFD << 8) | 9;
+        LFU_DECAY_TIME.store(1, Relaxed);
+        assert_eq!(lfu_decayed(stamp), 7);
+        LFU_DECAY_TIME.store(2, Relaxed);
+        assert_eq!(lfu_decayed(stamp), 8);
+        LFU_DECAY_TIME.store(0, Relaxed);
+        assert_eq!(lfu_decayed(stamp), 9);
+        assert_eq!(lfu_decayed((0xFF00 << 8) | 3), 3, "never below zero");
+        LFU_DECAY_TIME.store(1, Relaxed);
+        assert_eq!(lfu_decayed((0xFF00 << 8) | 3), 0, "never below zero");
+    }
+
+    #[test]
+    fn lfu_log_increment_saturates_slowly() {
+        LFU_LOG_FACTOR.store(10, Relaxed);
+        let mut c = LFU_INIT as u8;
+        for _ in 0..1000 {
+            c = lfu_log_incr(c);
+        }
+        // Redis's table for factor 10: 1K hits give about 18, far from 255
+        assert!((8..40).contains(&c), "counter {c}");
+        assert_eq!(lfu_log_incr(255), 255);
     }
 }

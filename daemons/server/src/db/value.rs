@@ -1,6 +1,6 @@
-//! Value representation. Kept small (24 bytes) because one sits in every entry.
-//!
-//! Containers are boxed so a string-heavy keyspace pays only for what it uses.
+//! Values as boxed records and commands hold them. A string whose record is
+//! packed never becomes a `Value` (see `entry.rs`); `Value::Str` is for
+//! strings in transit and strings grown in place, hence the spare capacity.
 //! Small hashes keep insertion order (Redis's listpack does, and clients see it).
 
 use std::collections::{BTreeSet, VecDeque};
@@ -9,9 +9,6 @@ use indexmap::{IndexMap, IndexSet};
 
 pub type Hasher = foldhash::fast::RandomState;
 pub type Bytes = Box<[u8]>;
-/// A key in a slot table: up to 16 bytes inline (most keys), else on the heap.
-/// Inline keys save an allocation and ~8 bytes per key over `Box<[u8]>`.
-pub type Key = smallvec::SmallVec<[u8; 16]>;
 pub type HashVal = IndexMap<Bytes, Bytes, Hasher>;
 pub type SetVal = IndexSet<Bytes, Hasher>;
 pub type ListVal = VecDeque<Bytes>;
@@ -25,7 +22,7 @@ pub const SMALL_LIST: usize = 128;
 
 #[derive(Debug, Clone)]
 pub enum Value {
-    Str(Bytes),
+    Str(Vec<u8>),
     Hash(Box<HashVal>),
     List(Box<ListVal>),
     Set(Box<SetVal>),
