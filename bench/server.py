@@ -5,7 +5,9 @@ Both servers run side by side on loopback; every (test, pipeline) pair runs
 on both, alternating which goes first, for ROUNDS rounds. Reports medians of
 rps, p50 and p99, the kvfleet/Redis ratios, CPU seconds per million requests
 (utime+stime of the server process during its runs), and used_memory / RSS
-after DEBUG POPULATE of 1M 100-byte strings. The last line is the summary.
+after DEBUG POPULATE of 1M 100-byte strings: on fresh processes (the data
+structures' cost), and again after all the throughput runs (what the
+allocators kept). The last line is the summary.
 """
 import csv, io, os, statistics, subprocess, sys, time
 
@@ -69,6 +71,18 @@ def bench(port, test, pipe):
     return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"]), n
 
 
+def populate(servers, ports, when):
+    mem = {}
+    for name in ("redis", "kvfleet"):
+        cli(ports[name], "flushall")
+        time.sleep(0.5)
+        cli(ports[name], "debug", "populate", "1000000", "key", "100")
+        time.sleep(0.5)
+        mem[name] = (info(ports[name], "used_memory"), rss(servers[name].pid))
+        print(f"{name:<8} {when}, after 1M x 100-byte strings: used_memory {mem[name][0] / 2**20:.1f} MiB, RSS {mem[name][1] / 2**20:.1f} MiB", flush=True)
+    return mem["kvfleet"][0] / mem["redis"][0], mem["kvfleet"][1] / mem["redis"][1]
+
+
 def main():
     kv_bin = os.path.join(ROOT, "target", "release", "kvfleet-server")
     rport, kport = 16379, 16390
@@ -77,8 +91,16 @@ def main():
         "kvfleet": start([kv_bin, "--port", str(kport)], kport),
     }
     ports = {"redis": rport, "kvfleet": kport}
+    fresh = populate(servers, ports, "fresh")
+    for name in ports:
+        cli(ports[name], "flushall")
     res = {}  # (test, pipe, server) -> list of (rps, p50, p99)
     cpu = {"redis": [0.0, 0], "kvfleet": [0.0, 0]}  # seconds, requests
+    if ROUNDS == 0:
+        print(f"SUMMARY kvfleet/redis: fresh used_memory={fresh[0]:.2f} rss={fresh[1]:.2f}")
+        for p in servers.values():
+            p.kill()
+        return
     try:
         for rnd in range(ROUNDS):
             for test in TESTS:
@@ -105,18 +127,10 @@ def main():
                 print(f"{test:<11} {pipe:>2}  {r[0]:>11,.0f} {k[0]:>11,.0f} {ratio:>6.2f}  {r[1]:>6.3f}/{k[1]:<7.3f} {k[1] / r[1]:>6.2f}  {r[2]:>6.3f}/{k[2]:<7.3f} {k[2] / r[2]:>6.2f}")
         cpu_per_m = {n: cpu[n][0] / cpu[n][1] * 1e6 for n in cpu}
         print(f"CPU seconds per million requests: redis {cpu_per_m['redis']:.2f}, kvfleet {cpu_per_m['kvfleet']:.2f}, ratio {cpu_per_m['kvfleet'] / cpu_per_m['redis']:.2f}")
-        mem = {}
-        for name in ("redis", "kvfleet"):
-            cli(ports[name], "flushall")
-            time.sleep(0.5)
-            cli(ports[name], "debug", "populate", "1000000", "key", "100")
-            time.sleep(0.5)
-            mem[name] = (info(ports[name], "used_memory"), rss(servers[name].pid))
-            print(f"{name:<8} after 1M x 100-byte strings: used_memory {mem[name][0] / 2**20:.1f} MiB, RSS {mem[name][1] / 2**20:.1f} MiB")
-        mem_ratio = mem["kvfleet"][0] / mem["redis"][0]
-        rss_ratio = mem["kvfleet"][1] / mem["redis"][1]
+        after = populate(servers, ports, "after the runs")
         summary = " ".join(f"P={p}:rps_ratio_median={statistics.median(ratios[p]):.2f}(min {min(ratios[p]):.2f})" for p in PIPES)
-        print(f"SUMMARY kvfleet/redis: {summary} cpu_per_req={cpu_per_m['kvfleet'] / cpu_per_m['redis']:.2f} used_memory={mem_ratio:.2f} rss={rss_ratio:.2f}")
+        print(f"SUMMARY kvfleet/redis: {summary} cpu_per_req={cpu_per_m['kvfleet'] / cpu_per_m['redis']:.2f} "
+              f"fresh used_memory={fresh[0]:.2f} rss={fresh[1]:.2f}; after runs used_memory={after[0]:.2f} rss={after[1]:.2f}")
     finally:
         for p in servers.values():
             p.kill()

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages kvfleet builds and tests with (Debian, as root).
-# Idempotent: skips apt when everything is already there.
+# Idempotent: skips apt when everything is already there. Extra package names
+# may be given as arguments (benchmarks ask for their peers, e.g. nutcracker).
 set -euo pipefail
 
-PKGS=(redis-server redis-tools build-essential pkg-config ca-certificates)
+PKGS=(redis-server redis-tools build-essential pkg-config ca-certificates "$@")
 
 missing=()
 for p in "${PKGS[@]}"; do

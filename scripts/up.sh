@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Brings up a local kvfleet: builds, then starts what exists so far — three
-# kvfleet-server data nodes (one per future group) on 6390, 6391, 6392.
-# The proxy and ConfigServer join here as they land.
+# kvfleet-server data nodes (one group each) on 6390, 6391, 6392 and a
+# kvfleet-proxy on 6380 that spreads the 1024 slots over them.
+# The ConfigServer joins here when it lands.
 # Stop with: scripts/up.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=.kvfleet
 PORTS=(6390 6391 6392)
+PROXY_PORT=6380
 
 stop() {
   for pidf in "$RUN"/*.pid; do
@@ -30,13 +32,24 @@ for port in "${PORTS[@]}"; do
   nohup target/release/kvfleet-server --port "$port" >"$RUN/server-$port.log" 2>&1 &
   echo $! >"$RUN/server-$port.pid"
 done
-for port in "${PORTS[@]}"; do
+wait_ready() { # port name
   for _ in $(seq 100); do
-    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  redis-cli -p "$port" ping >/dev/null || { echo "server on $port did not start; see $RUN/server-$port.log" >&2; exit 1; }
+  echo "$2 on $1 did not start; see $RUN/" >&2
+  exit 1
+}
+for port in "${PORTS[@]}"; do
+  wait_ready "$port" kvfleet-server
 done
-echo "kvfleet is up: kvfleet-server on ports ${PORTS[*]} (logs in $RUN/)."
-echo "Try: redis-cli -p 6390 set hello world && redis-cli -p 6390 get hello"
+groups=()
+for port in "${PORTS[@]}"; do
+  groups+=(--group "127.0.0.1:$port")
+done
+nohup target/release/kvfleet-proxy --port "$PROXY_PORT" "${groups[@]}" >"$RUN/proxy-$PROXY_PORT.log" 2>&1 &
+echo $! >"$RUN/proxy-$PROXY_PORT.pid"
+wait_ready "$PROXY_PORT" kvfleet-proxy
+echo "kvfleet is up: kvfleet-proxy on $PROXY_PORT over kvfleet-server ${PORTS[*]} (logs in $RUN/)."
+echo "Try: redis-cli -p $PROXY_PORT set hello world && redis-cli -p $PROXY_PORT get hello"
 echo "Stop: scripts/up.sh stop"

@@ -12,14 +12,14 @@ use kvfleet_harness::{RawClient, kvfleet_server, redis_server};
 use kvfleet_resp::Frame;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Mode {
+pub enum Mode {
     Exact,
     Sorted,
     Shape,
     Ignore,
 }
 
-fn parse_line(line: &str) -> Option<(Mode, Vec<Vec<u8>>)> {
+pub fn parse_line(line: &str) -> Option<(Mode, Vec<Vec<u8>>)> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -79,8 +79,18 @@ fn shape(f: &Frame) -> String {
     }
 }
 
+/// Whether two raw replies agree under a case line's mode.
+pub fn same(mode: Mode, want: &[u8], got: &[u8]) -> bool {
+    match mode {
+        Mode::Exact => want == got,
+        Mode::Sorted => enc(&sorted(frame(want))) == enc(&sorted(frame(got))),
+        Mode::Shape => shape(&frame(want)) == shape(&frame(got)),
+        Mode::Ignore => true,
+    }
+}
+
 /// Case files as (name, text), embedded so the suite needs no path logic.
-const CASES: &[(&str, &str)] = &[
+pub const CASES: &[(&str, &str)] = &[
     ("strings", include_str!("cases/strings.txt")),
     ("keys", include_str!("cases/keys.txt")),
     ("hash", include_str!("cases/hash.txt")),
@@ -114,13 +124,7 @@ pub fn run_cases(
             let want = redis.cmd(&a);
             let got = ours.cmd(&a);
             n += 1;
-            let same = match mode {
-                Mode::Exact => want == got,
-                Mode::Sorted => enc(&sorted(frame(&want))) == enc(&sorted(frame(&got))),
-                Mode::Shape => shape(&frame(&want)) == shape(&frame(&got)),
-                Mode::Ignore => true,
-            };
-            if !same {
+            if !same(mode, &want, &got) {
                 failures.push(format!(
                     "RESP{proto} {name}.txt:{}: {}\n    redis:   {:?}\n    kvfleet: {:?}",
                     lineno + 1,

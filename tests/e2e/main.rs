@@ -3,4 +3,5 @@
 mod clients;
 mod differential;
 mod protocol;
+mod proxy;
 mod server_features;

@@ -552,6 +552,93 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("zscan", -3, READONLY, K1, "sorted-set"),
 ];
 
+const NK2: Keys = NumKeys {
+    fixed: 0,
+    numkeys_at: 2,
+};
+
+/// Redis 7.0 commands kvfleet-server does not run yet. Proxies route them
+/// (to `redis-server` backends, which do); the server answers them with
+/// Redis's unknown-command error. Rows move to [`COMMANDS`] as the server
+/// learns them.
+pub static EXTRA_COMMANDS: &[CommandSpec] = &[
+    cmd!("eval", -3, NOSCRIPT | STALE, NK2, "scripting"),
+    cmd!("evalsha", -3, NOSCRIPT | STALE, NK2, "scripting"),
+    cmd!("eval_ro", -3, NOSCRIPT | STALE | READONLY, NK2, "scripting"),
+    cmd!(
+        "evalsha_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY,
+        NK2,
+        "scripting"
+    ),
+    cmd!("fcall", -3, NOSCRIPT | STALE, NK2, "scripting"),
+    cmd!(
+        "fcall_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY,
+        NK2,
+        "scripting"
+    ),
+    cmd!("script", -2, NOSCRIPT, N, "scripting"),
+    cmd!("function", -2, NOSCRIPT, N, "scripting"),
+    cmd!("setbit", 4, WRITE | DENYOOM, K1, "bitmap"),
+    cmd!("getbit", 3, READONLY | FAST, K1, "bitmap"),
+    cmd!("bitcount", -2, READONLY, K1, "bitmap"),
+    cmd!("bitpos", -3, READONLY, K1, "bitmap"),
+    cmd!("bitop", -4, WRITE | DENYOOM, k(2, -1, 1), "bitmap"),
+    cmd!("bitfield", -2, WRITE | DENYOOM, K1, "bitmap"),
+    cmd!("bitfield_ro", -2, READONLY | FAST, K1, "bitmap"),
+    cmd!("pfadd", -2, WRITE | DENYOOM | FAST, K1, "hyperloglog"),
+    cmd!("pfcount", -2, READONLY, KALL, "hyperloglog"),
+    cmd!("pfmerge", -2, WRITE | DENYOOM, KALL, "hyperloglog"),
+    cmd!("xadd", -5, WRITE | DENYOOM | FAST, K1, "stream"),
+    cmd!("xrange", -4, READONLY, K1, "stream"),
+    cmd!("xrevrange", -4, READONLY, K1, "stream"),
+    cmd!("xlen", 2, READONLY | FAST, K1, "stream"),
+    cmd!("xdel", -3, WRITE | FAST, K1, "stream"),
+    cmd!("xtrim", -4, WRITE, K1, "stream"),
+    cmd!("xack", -4, WRITE | FAST, K1, "stream"),
+    cmd!("xpending", -3, READONLY, K1, "stream"),
+    cmd!("xclaim", -6, WRITE | FAST, K1, "stream"),
+    cmd!("xautoclaim", -6, WRITE | FAST, K1, "stream"),
+    cmd!("xinfo", -2, READONLY, k(2, 2, 1), "stream"),
+    cmd!("xgroup", -2, WRITE, k(2, 2, 1), "stream"),
+    cmd!("geoadd", -5, WRITE | DENYOOM, K1, "geo"),
+    cmd!("geodist", -4, READONLY, K1, "geo"),
+    cmd!("geohash", -2, READONLY, K1, "geo"),
+    cmd!("geopos", -2, READONLY, K1, "geo"),
+    cmd!("geosearch", -7, READONLY, K1, "geo"),
+    cmd!("geosearchstore", -8, WRITE | DENYOOM, K12, "geo"),
+    cmd!("georadius_ro", -6, READONLY, K1, "geo"),
+    cmd!("georadiusbymember_ro", -5, READONLY, K1, "geo"),
+    cmd!("sort_ro", -2, READONLY, K1, "generic"),
+    cmd!("lcs", -3, READONLY, K12, "string"),
+    cmd!("dump", 2, READONLY, K1, "generic"),
+    cmd!("restore", -4, WRITE | DENYOOM, K1, "generic"),
+];
+
+/// One row as `COMMAND INFO` answers it (Redis 7.0's ten fields).
+pub fn encode_info(out: &mut bytes::BytesMut, c: &CommandSpec, resp3: bool) {
+    use kvfleet_resp::encode;
+    encode::array(out, 10);
+    encode::bulk(out, c.name.as_bytes());
+    encode::int(out, c.arity as i64);
+    let flags = flag::NAMES.iter().filter(|(f, _)| c.flags & f != 0);
+    encode::set(out, flags.clone().count(), resp3);
+    flags.for_each(|(_, n)| encode::simple(out, n.as_bytes()));
+    let (first, last, step) = c.key_range();
+    encode::int(out, first);
+    encode::int(out, last);
+    encode::int(out, step);
+    let cat = format!("@{}", c.group.replace("sorted-set", "sortedset"));
+    encode::set(out, 1, resp3);
+    encode::simple(out, cat.as_bytes());
+    for _ in 0..3 {
+        encode::set(out, 0, resp3);
+    }
+}
+
 /// Finds a command by name, ignoring ASCII case.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     COMMANDS

@@ -1,9 +1,11 @@
-//! Types every kvfleet component shares: the slot function and the command table.
+//! Types every kvfleet component shares: the slot function, the command table
+//! and the cluster topology.
 //!
-//! Nothing here does I/O. Topology and config types will join as the proxy and
-//! ConfigServer land; the codec lives in `kvfleet-resp`.
+//! Nothing here does I/O; the codec lives in `kvfleet-resp`.
 
 pub mod commands;
 pub mod slot;
+pub mod topology;
 
 pub use slot::{NUM_SLOTS, hash_key, slot};
+pub use topology::{Group, Replica, Topology, TopologyError};

@@ -136,6 +136,27 @@ fn spawn_ready(name: &str, make: impl Fn(u16) -> Command) -> Proc {
     panic!("{name} did not become ready");
 }
 
+/// `kvfleet-server` on a given port (to restart one where a proxy expects it).
+pub fn kvfleet_server_on(port: u16, extra: &[&str]) -> Proc {
+    let bin = binary("kvfleet-server");
+    let mut c = Command::new(&bin);
+    c.args(["--port", &port.to_string()]).args(extra);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = c.spawn().expect("spawn kvfleet-server");
+    let mut p = Proc {
+        child,
+        port,
+        name: "kvfleet-server".into(),
+    };
+    assert!(
+        wait_ready(&mut p),
+        "kvfleet-server on {port} did not become ready"
+    );
+    p
+}
+
 /// `kvfleet-server` on a free port with extra flags.
 pub fn kvfleet_server(extra: &[&str]) -> Proc {
     let bin = binary("kvfleet-server");
@@ -143,6 +164,23 @@ pub fn kvfleet_server(extra: &[&str]) -> Proc {
     spawn_ready("kvfleet-server", |port| {
         let mut c = Command::new(&bin);
         c.args(["--port", &port.to_string()]).args(&extra);
+        c
+    })
+}
+
+/// `kvfleet-proxy` on a free port in front of `backends` (one group each,
+/// slots spread evenly in order), with extra flags.
+pub fn kvfleet_proxy(backends: &[&Proc], extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = Vec::new();
+    for b in backends {
+        args.push("--group".into());
+        args.push(b.addr());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let bin = binary("kvfleet-proxy");
+    spawn_ready("kvfleet-proxy", |port| {
+        let mut c = Command::new(&bin);
+        c.args(["--port", &port.to_string()]).args(&args);
         c
     })
 }

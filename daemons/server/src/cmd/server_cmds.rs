@@ -10,7 +10,7 @@ use crate::config::POLICIES;
 use crate::server::Server;
 use crate::util::{self, glob_match};
 use kvfleet_model::NUM_SLOTS;
-use kvfleet_model::commands::{COMMANDS, CommandSpec, flag};
+use kvfleet_model::commands::{COMMANDS, CommandSpec};
 
 fn unknown_sub(cmd: &str, sub: &[u8]) -> CmdError {
     let known: &[&str] = match cmd {
@@ -34,26 +34,7 @@ fn unknown_sub(cmd: &str, sub: &[u8]) -> CmdError {
 // === COMMAND ===
 
 fn command_info(ctx: &mut Ctx<'_, '_>, c: &CommandSpec) {
-    ctx.array(10);
-    ctx.bulk(c.name.as_bytes());
-    ctx.int(c.arity as i64);
-    let flags: Vec<&str> = flag::NAMES
-        .iter()
-        .filter(|(f, _)| c.flags & f != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    ctx.set_hdr(flags.len());
-    flags.iter().for_each(|f| ctx.simple(f.as_bytes()));
-    let (first, last, step) = c.key_range();
-    ctx.int(first);
-    ctx.int(last);
-    ctx.int(step);
-    let cat = format!("@{}", c.group.replace("sorted-set", "sortedset"));
-    ctx.set_hdr(1);
-    ctx.simple(cat.as_bytes());
-    ctx.set_hdr(0);
-    ctx.set_hdr(0);
-    ctx.set_hdr(0);
+    kvfleet_model::commands::encode_info(ctx.out, c, ctx.conn.resp3);
 }
 
 pub fn command(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {

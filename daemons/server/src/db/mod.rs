@@ -206,9 +206,23 @@ impl Slot {
     }
 }
 
+/// A slot's lock on cache lines of its own: neighbouring slots are locked
+/// from different cores, and sharing a line would bounce it between them.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub struct SlotLock(Mutex<Slot>);
+
+impl std::ops::Deref for SlotLock {
+    type Target = Mutex<Slot>;
+    #[inline]
+    fn deref(&self) -> &Mutex<Slot> {
+        &self.0
+    }
+}
+
 /// The whole keyspace.
 pub struct Db {
-    pub slots: Box<[Mutex<Slot>]>,
+    pub slots: Box<[SlotLock]>,
 }
 
 impl Default for Db {
@@ -220,9 +234,7 @@ impl Default for Db {
 impl Db {
     pub fn new() -> Self {
         Db {
-            slots: (0..NUM_SLOTS)
-                .map(|_| Mutex::new(Slot::default()))
-                .collect(),
+            slots: (0..NUM_SLOTS).map(|_| SlotLock::default()).collect(),
         }
     }
 

@@ -1,0 +1,429 @@
+//! Shared, pipelined connections to backend servers.
+//!
+//! Each backend server gets a few long-lived connections per protocol (RESP2,
+//! and RESP3 once a RESP3 client needs it). A client always uses the same one
+//! of them (its id picks it), so its commands to that server stay in order.
+//! Clients hand over whole batches (every command of one read that goes to
+//! this connection); the connection task writes whatever has queued in one
+//! write and matches replies to requests in order.
+//!
+//! A connection that fails answers everything in flight with an error, then
+//! reconnects with capped exponential backoff, answering new requests with the
+//! error meanwhile: a client of a dead backend gets an error, never a hang,
+//! and no server is ever latched as dead.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::stats::Stats;
+use kvfleet_resp::frame::frame_len;
+
+/// One reply, for request `seq` (part `part` of a split command) of a client.
+#[derive(Debug)]
+pub struct Reply {
+    pub seq: u64,
+    pub part: u32,
+    pub data: Bytes,
+}
+
+pub type ReplyTx = mpsc::UnboundedSender<Reply>;
+
+/// Commands of one client for one connection, encoded back to back.
+pub struct Batch {
+    pub data: Vec<u8>,
+    pub ids: SmallVec<[(u64, u32); 16]>,
+    pub tx: ReplyTx,
+}
+
+impl Batch {
+    pub fn new(tx: ReplyTx) -> Batch {
+        Batch {
+            data: Vec::new(),
+            ids: SmallVec::new(),
+            tx,
+        }
+    }
+
+    pub fn push(&mut self, cmd: &[u8], seq: u64, part: u32) {
+        self.data.extend_from_slice(cmd);
+        self.ids.push((seq, part));
+    }
+
+    fn fail(self, msg: &Bytes) {
+        for (seq, part) in self.ids {
+            let _ = self.tx.send(Reply {
+                seq,
+                part,
+                data: msg.clone(),
+            });
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendOpts {
+    pub password: String,
+    pub connect_timeout: Duration,
+    pub reply_timeout: Duration,
+    pub dns_refresh: Duration,
+    pub conns: usize,
+}
+
+/// The connections to one backend address in one protocol.
+pub struct Pool {
+    conns: Vec<mpsc::Sender<Batch>>,
+}
+
+/// What INFO and `/metrics` say about one backend address.
+#[derive(Default)]
+pub struct ServerState {
+    /// Connections up right now (both protocols).
+    pub connected: AtomicI64,
+    /// Connection failures so far.
+    pub errors: AtomicU64,
+}
+
+impl Pool {
+    fn spawn(addr: &str, resp3: bool, opts: &BackendOpts, ctx: &Ctx) -> Pool {
+        let conns = (0..opts.conns)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(1024);
+                let (addr, opts, ctx) = (addr.to_string(), opts.clone(), ctx.clone());
+                tokio::spawn(run(addr, resp3, opts, ctx, rx));
+                tx
+            })
+            .collect();
+        Pool { conns }
+    }
+
+    /// The connection client `id` always uses (per-client order depends on it).
+    pub fn conn(&self, id: u64) -> &mpsc::Sender<Batch> {
+        &self.conns[id as usize % self.conns.len()]
+    }
+}
+
+/// Both protocols' pools for one backend address.
+pub struct Server {
+    pub addr: String,
+    pub state: Arc<ServerState>,
+    opts: BackendOpts,
+    stats: Arc<Stats>,
+    resp2: OnceLock<Pool>,
+    resp3: OnceLock<Pool>,
+}
+
+/// What a connection task reports to.
+#[derive(Clone)]
+struct Ctx {
+    stats: Arc<Stats>,
+    state: Arc<ServerState>,
+}
+
+impl Server {
+    pub fn pool(&self, resp3: bool) -> &Pool {
+        let cell = if resp3 { &self.resp3 } else { &self.resp2 };
+        cell.get_or_init(|| {
+            let ctx = Ctx {
+                stats: self.stats.clone(),
+                state: self.state.clone(),
+            };
+            Pool::spawn(&self.addr, resp3, &self.opts, &ctx)
+        })
+    }
+}
+
+/// Every backend server the proxy talks to, by address. Servers dropped from
+/// the topology keep their connections until the last client holding the old
+/// routing lets go of them.
+pub struct Backends {
+    opts: BackendOpts,
+    stats: Arc<Stats>,
+    servers: parking_lot::Mutex<HashMap<String, std::sync::Weak<Server>>>,
+}
+
+impl Backends {
+    pub fn new(opts: BackendOpts, stats: Arc<Stats>) -> Backends {
+        Backends {
+            opts,
+            stats,
+            servers: Default::default(),
+        }
+    }
+
+    /// A connection of one client's own (MULTI/WATCH, blocking commands). It
+    /// waits as long as a blocking command does, and closes when dropped.
+    pub fn private(&self, addr: &str, resp3: bool) -> Pool {
+        let opts = BackendOpts {
+            conns: 1,
+            reply_timeout: Duration::from_secs(u32::MAX as u64),
+            ..self.opts.clone()
+        };
+        let ctx = Ctx {
+            stats: self.stats.clone(),
+            state: Arc::default(),
+        };
+        Pool::spawn(addr, resp3, &opts, &ctx)
+    }
+
+    pub fn get(&self, addr: &str) -> Arc<Server> {
+        let mut m = self.servers.lock();
+        if let Some(s) = m.get(addr).and_then(|w| w.upgrade()) {
+            return s;
+        }
+        m.retain(|_, w| w.strong_count() > 0);
+        let s = Arc::new(Server {
+            addr: addr.to_string(),
+            state: Arc::default(),
+            opts: self.opts.clone(),
+            stats: self.stats.clone(),
+            resp2: OnceLock::new(),
+            resp3: OnceLock::new(),
+        });
+        m.insert(addr.to_string(), Arc::downgrade(&s));
+        s
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Stop gathering queued batches into one write past this.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+async fn run(
+    addr: String,
+    resp3: bool,
+    opts: BackendOpts,
+    ctx: Ctx,
+    mut rx: mpsc::Receiver<Batch>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let err = match connect(&addr, resp3, &opts).await {
+            Ok(s) => {
+                backoff = MIN_BACKOFF;
+                tracing::debug!(%addr, resp3, "backend connected");
+                ctx.state.connected.fetch_add(1, Relaxed);
+                let r = serve(s, &mut rx, &opts, &addr).await;
+                ctx.state.connected.fetch_sub(1, Relaxed);
+                match r {
+                    Ok(()) => return,
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        ctx.stats.backend_errors.fetch_add(1, Relaxed);
+        ctx.state.errors.fetch_add(1, Relaxed);
+        tracing::warn!(%addr, error = %err, retry_in = ?backoff, "backend unavailable");
+        let msg = Bytes::from(format!(
+            "-ERR kvfleet-proxy: backend {addr} unavailable ({err})\r\n"
+        ));
+        // Until the next attempt, requests fail at once instead of waiting.
+        let until = Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                b = rx.recv() => match b {
+                    Some(b) => b.fail(&msg),
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Connects (resolving the name again each time), authenticates and picks the protocol.
+async fn connect(addr: &str, resp3: bool, opts: &BackendOpts) -> Result<TcpStream, String> {
+    let mut s = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = s.set_nodelay(true);
+    let mut hello = Vec::new();
+    let mut expect = 0;
+    if resp3 {
+        let mut args: Vec<&[u8]> = vec![b"HELLO", b"3"];
+        if !opts.password.is_empty() {
+            args.extend([&b"AUTH"[..], b"default", opts.password.as_bytes()]);
+        }
+        encode_cmd(&mut hello, &args);
+        expect += 1;
+    } else if !opts.password.is_empty() {
+        encode_cmd(&mut hello, &[b"AUTH", opts.password.as_bytes()]);
+        expect += 1;
+    }
+    if expect == 0 {
+        return Ok(s);
+    }
+    let handshake = async {
+        s.write_all(&hello).await.map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::with_capacity(1024);
+        loop {
+            if let Some(n) = frame_len(&buf).map_err(|e| e.to_string())? {
+                if buf[0] == b'-' {
+                    return Err(String::from_utf8_lossy(&buf[1..n - 2]).into_owned());
+                }
+                return Ok(());
+            }
+            if s.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("closed during handshake".into());
+            }
+        }
+    };
+    tokio::time::timeout(opts.connect_timeout, handshake)
+        .await
+        .map_err(|_| "handshake timed out".to_string())??;
+    Ok(s)
+}
+
+pub fn encode_cmd(out: &mut Vec<u8>, args: &[&[u8]]) {
+    let mut b = itoa::Buffer::new();
+    out.push(b'*');
+    out.extend_from_slice(b.format(args.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for a in args {
+        out.push(b'$');
+        out.extend_from_slice(b.format(a.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Pipelines batches onto one connection until it fails (`Err`) or every
+/// sender is gone (`Ok`). Whatever is in flight when it fails gets the error.
+async fn serve(
+    stream: TcpStream,
+    rx: &mut mpsc::Receiver<Batch>,
+    opts: &BackendOpts,
+    addr: &str,
+) -> Result<(), String> {
+    let peer = stream.peer_addr().ok();
+    let (mut rd, mut wr) = stream.into_split();
+    let mut inflight = Inflight::default();
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut written = 0;
+    let mut last_progress = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_dns = Instant::now();
+    let result: Result<(), String> = 'conn: loop {
+        tokio::select! {
+            r = rd.read_buf(&mut rbuf) => {
+                match r {
+                    Ok(0) => break Err("closed by the server".into()),
+                    Err(e) => break Err(e.to_string()),
+                    Ok(_) => {}
+                }
+                last_progress = Instant::now();
+                loop {
+                    match frame_len(&rbuf) {
+                        Ok(Some(n)) => {
+                            let data = rbuf.split_to(n).freeze();
+                            if data[0] == b'>' {
+                                continue; // an out-of-band push: not a reply
+                            }
+                            if !inflight.answer(data) {
+                                break 'conn Err("reply without a request".into());
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => break 'conn Err(format!("protocol error: {e}")),
+                    }
+                }
+                if rbuf.capacity() - rbuf.len() < 4096 {
+                    rbuf.reserve(64 * 1024);
+                }
+            }
+            b = rx.recv(), if written == wbuf.len() => {
+                let Some(b) = b else { return Ok(()) };
+                if inflight.is_empty() {
+                    last_progress = Instant::now();
+                }
+                wbuf.clear();
+                written = 0;
+                let mut next = Some(b);
+                while let Some(b) = next.take() {
+                    wbuf.extend_from_slice(&b.data);
+                    inflight.push(b);
+                    if wbuf.len() < WRITE_CHUNK {
+                        next = rx.try_recv().ok();
+                    }
+                }
+            }
+            r = wr.write(&wbuf[written..]), if written < wbuf.len() => {
+                match r {
+                    Ok(n) => written += n,
+                    Err(e) => break Err(e.to_string()),
+                }
+            }
+            _ = tick.tick() => {
+                if !inflight.is_empty() && last_progress.elapsed() > opts.reply_timeout {
+                    break Err(format!("no reply for {:?}", opts.reply_timeout));
+                }
+                if last_dns.elapsed() >= opts.dns_refresh {
+                    last_dns = Instant::now();
+                    if let (Some(p), Ok(found)) = (peer, tokio::net::lookup_host(addr).await) {
+                        let found: Vec<_> = found.collect();
+                        if !found.is_empty() && !found.contains(&p) {
+                            break Err(format!("{addr} no longer resolves to {p}"));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let err = result.expect_err("only failures leave the loop");
+    let msg = Bytes::from(format!(
+        "-ERR kvfleet-proxy: backend {addr} connection lost ({err})\r\n"
+    ));
+    while inflight.answer(msg.clone()) {}
+    Err(err)
+}
+
+/// Requests awaiting replies, in order. Consecutive requests of one batch
+/// share its reply channel (no per-request clone of the sender).
+#[derive(Default)]
+struct Inflight {
+    ids: VecDeque<(u64, u32)>,
+    /// Each batch's channel and how many of `ids` are still its.
+    txs: VecDeque<(ReplyTx, usize)>,
+}
+
+impl Inflight {
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn push(&mut self, b: Batch) {
+        if b.ids.is_empty() {
+            return;
+        }
+        self.ids.extend(b.ids.iter().copied());
+        self.txs.push_back((b.tx, b.ids.len()));
+    }
+
+    /// Sends `data` as the oldest request's reply; false when none is waiting.
+    fn answer(&mut self, data: Bytes) -> bool {
+        let Some((seq, part)) = self.ids.pop_front() else {
+            return false;
+        };
+        let (tx, left) = self.txs.front_mut().expect("a channel per id");
+        let _ = tx.send(Reply { seq, part, data });
+        *left -= 1;
+        if *left == 0 {
+            self.txs.pop_front();
+        }
+        true
+    }
+}

@@ -1,0 +1,655 @@
+//! kvfleet-proxy in front of groups of real servers (kvfleet-server, and
+//! Debian's redis-server): routing checked on the backends themselves,
+//! multi-key splits, CROSSSLOT, SCAN across groups, ordering under
+//! pipelining, backend failure and recovery, reload, bad input, and the
+//! differential suite through the proxy.
+
+use std::time::{Duration, Instant};
+
+use kvfleet_harness::{
+    Proc, RawClient, bulk, eventually, kvfleet_proxy, kvfleet_server, kvfleet_server_on,
+    redis_server,
+};
+use kvfleet_model::commands::lookup;
+use kvfleet_resp::Frame;
+
+fn three_servers() -> Vec<Proc> {
+    (0..3).map(|_| kvfleet_server(&[])).collect()
+}
+
+fn refs(v: &[Proc]) -> Vec<&Proc> {
+    v.iter().collect()
+}
+
+/// Group of a slot under the proxy's even split of 1024 slots over `n` groups.
+fn even_group(slot: u16, n: usize) -> usize {
+    let mut start = 0;
+    for g in 0..n {
+        let len = 1024 / n + usize::from(g < 1024 % n);
+        if (slot as usize) < start + len {
+            return g;
+        }
+        start += len;
+    }
+    unreachable!()
+}
+
+#[test]
+fn every_key_lands_on_the_group_owning_its_slot() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    let keys: Vec<String> = (0..300).map(|i| format!("user:{i}")).collect();
+    let cmds: Vec<Vec<Vec<u8>>> = keys
+        .iter()
+        .map(|k| vec![b"SET".to_vec(), k.as_bytes().to_vec(), b"v".to_vec()])
+        .collect();
+    assert!(c.pipeline(&cmds).iter().all(|r| r == b"+OK\r\n"));
+    let mut direct: Vec<RawClient> = servers.iter().map(|s| s.client()).collect();
+    for k in &keys {
+        let want = even_group(kvfleet_model::slot(k.as_bytes()), 3);
+        for (g, d) in direct.iter_mut().enumerate() {
+            let has = d.cmd(&[b"EXISTS", k.as_bytes()]) == b":1\r\n";
+            assert_eq!(
+                has,
+                g == want,
+                "{k}: on group {g}? {has}; expected group {want}"
+            );
+        }
+    }
+    // DBSIZE fans out and sums
+    assert_eq!(c.call(&["DBSIZE"]), Frame::Integer(300));
+}
+
+#[test]
+fn multi_key_commands_split_across_groups_and_merge_in_order() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    let mut mset: Vec<&[u8]> = vec![b"MSET"];
+    let vals: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    for (k, v) in keys.iter().zip(&vals) {
+        mset.push(k.as_bytes());
+        mset.push(v.as_bytes());
+    }
+    assert_eq!(c.cmd(&mset), b"+OK\r\n");
+    let groups: std::collections::HashSet<usize> = keys
+        .iter()
+        .map(|k| even_group(kvfleet_model::slot(k.as_bytes()), 3))
+        .collect();
+    assert_eq!(groups.len(), 3, "the keys should span every group");
+    let mut mget: Vec<&[u8]> = vec![b"MGET", b"missing"];
+    mget.extend(keys.iter().map(|k| k.as_bytes()));
+    let Frame::Array(got) = c.call(
+        &mget
+            .iter()
+            .map(|a| std::str::from_utf8(a).unwrap())
+            .collect::<Vec<_>>(),
+    ) else {
+        panic!("MGET not an array")
+    };
+    assert_eq!(got[0], Frame::Null);
+    for (i, v) in vals.iter().enumerate() {
+        assert_eq!(got[i + 1], bulk(v), "MGET position {}", i + 1);
+    }
+    let mut exists: Vec<&str> = vec!["EXISTS", "missing"];
+    exists.extend(keys.iter().map(|k| k.as_str()));
+    exists.push("k0"); // counted twice, as Redis does
+    assert_eq!(c.call(&exists), Frame::Integer(21));
+    let mut del: Vec<&str> = vec!["DEL"];
+    del.extend(keys[..10].iter().map(|k| k.as_str()));
+    assert_eq!(c.call(&del), Frame::Integer(10));
+    assert_eq!(c.call(&["DBSIZE"]), Frame::Integer(10));
+    let Frame::Array(all) = c.call(&["KEYS", "*"]) else {
+        panic!("KEYS")
+    };
+    assert_eq!(all.len(), 10);
+}
+
+#[test]
+fn multi_key_commands_outside_one_slot_get_crossslot_unless_tagged() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    let r = c.cmd(&[b"MSETNX", b"a", b"1", b"b", b"2"]);
+    assert_eq!(
+        r,
+        b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+    assert_eq!(
+        c.cmd(&[b"MSETNX", b"{u1}a", b"1", b"{u1}b", b"2"]),
+        b":1\r\n"
+    );
+    assert_eq!(c.cmd(&[b"RENAME", b"{u1}a", b"{u1}c"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"GET", b"{u1}c"]), b"$1\r\n1\r\n");
+    assert!(
+        c.cmd(&[b"SUNIONSTORE", b"x", b"y", b"z"])
+            .starts_with(b"-CROSSSLOT")
+    );
+    // the connection stays usable, and unsupported commands are named
+    let r = c.cmd(&[b"CONFIG", b"GET", b"maxmemory"]);
+    assert_eq!(
+        r,
+        b"-ERR kvfleet-proxy does not support the 'CONFIG' command\r\n"
+    );
+    assert_eq!(c.cmd(&[b"PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn scan_through_the_proxy_is_complete_over_10k_keys() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    let cmds: Vec<Vec<Vec<u8>>> = (0..10_000)
+        .map(|i| {
+            vec![
+                b"SET".to_vec(),
+                format!("s:{i}").into_bytes(),
+                b"v".to_vec(),
+            ]
+        })
+        .collect();
+    assert!(c.pipeline(&cmds).iter().all(|r| r == b"+OK\r\n"));
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = "0".to_string();
+    let mut calls = 0;
+    loop {
+        let Frame::Array(r) = c.call(&["SCAN", &cursor, "COUNT", "500"]) else {
+            panic!("SCAN reply")
+        };
+        let Frame::Bulk(next) = &r[0] else {
+            panic!("cursor")
+        };
+        let Frame::Array(keys) = &r[1] else {
+            panic!("keys")
+        };
+        for k in keys {
+            let Frame::Bulk(k) = k else { panic!("key") };
+            seen.insert(k.clone());
+        }
+        calls += 1;
+        cursor = String::from_utf8(next.to_vec()).unwrap();
+        if cursor == "0" {
+            break;
+        }
+        assert!(calls < 1000, "SCAN does not terminate");
+    }
+    assert_eq!(seen.len(), 10_000, "SCAN missed keys");
+    assert!(calls > 3, "expected several SCAN calls, got {calls}");
+    assert_eq!(c.cmd(&[b"SCAN", b"nope"]), b"-ERR invalid cursor\r\n");
+}
+
+#[test]
+fn pipelined_commands_to_different_groups_reply_in_order() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    // 20k INCRs over 50 keys on all groups: every reply must be the next
+    // value of its own key, which only holds if replies come back in order
+    let cmds: Vec<Vec<Vec<u8>>> = (0..20_000)
+        .map(|i| vec![b"INCR".to_vec(), format!("ctr:{}", i % 50).into_bytes()])
+        .collect();
+    let replies = c.pipeline(&cmds);
+    for (i, r) in replies.iter().enumerate() {
+        let want = format!(":{}\r\n", i / 50 + 1);
+        assert_eq!(r, want.as_bytes(), "reply {i}");
+    }
+}
+
+#[test]
+fn resp3_clients_get_resp3_replies_through_the_proxy() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    c.cmd(&[b"HSET", b"h", b"f", b"v"]);
+    assert_eq!(c.cmd(&[b"HGETALL", b"h"]), b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    let hello = c.cmd(&[b"HELLO", b"3"]);
+    assert!(
+        hello.starts_with(b"%7\r\n"),
+        "{}",
+        String::from_utf8_lossy(&hello)
+    );
+    assert_eq!(c.cmd(&[b"HGETALL", b"h"]), b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    assert_eq!(c.cmd(&[b"GET", b"nosuch"]), b"_\r\n");
+    let mut mget: Vec<Vec<u8>> = vec![b"MGET".to_vec()];
+    mget.extend((0..10).map(|i| format!("none{i}").into_bytes()));
+    let r = c.cmd(&mget.iter().map(|v| &v[..]).collect::<Vec<_>>());
+    assert_eq!(r, [&b"*10\r\n"[..], &b"_\r\n".repeat(10)].concat());
+}
+
+#[test]
+fn a_dead_backend_gives_errors_not_hangs_and_traffic_recovers() {
+    let mut servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    // a key on the last group
+    let key = (0..)
+        .map(|i| format!("dead:{i}"))
+        .find(|k| even_group(kvfleet_model::slot(k.as_bytes()), 3) == 2)
+        .unwrap();
+    let other = (0..)
+        .map(|i| format!("live:{i}"))
+        .find(|k| even_group(kvfleet_model::slot(k.as_bytes()), 3) == 0)
+        .unwrap();
+    assert_eq!(c.cmd(&[b"SET", key.as_bytes(), b"1"]), b"+OK\r\n");
+    let port = servers[2].port;
+    drop(servers.remove(2));
+    let t = Instant::now();
+    let r = c.cmd(&[b"GET", key.as_bytes()]);
+    assert!(
+        r.starts_with(b"-ERR kvfleet-proxy: backend"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "error took {:?}",
+        t.elapsed()
+    );
+    // other groups keep serving, and a split touching the dead group fails cleanly
+    assert_eq!(c.cmd(&[b"SET", other.as_bytes(), b"2"]), b"+OK\r\n");
+    let r = c.cmd(&[b"MGET", other.as_bytes(), key.as_bytes()]);
+    assert!(
+        r.starts_with(b"-ERR kvfleet-proxy: backend"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    // the server comes back (empty) on its port; the proxy reconnects by itself
+    let _back = kvfleet_server_on(port, &[]);
+    assert!(
+        eventually(Duration::from_secs(10), || c.cmd(&[
+            b"SET",
+            key.as_bytes(),
+            b"3"
+        ]) == b"+OK\r\n"),
+        "never recovered"
+    );
+    assert_eq!(
+        c.cmd(&[b"MGET", other.as_bytes(), key.as_bytes()]),
+        b"*2\r\n$1\r\n2\r\n$1\r\n3\r\n"
+    );
+}
+
+#[test]
+fn reload_swaps_the_topology_and_refuses_a_lower_epoch() {
+    let servers: Vec<Proc> = (0..2).map(|_| kvfleet_server(&[])).collect();
+    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-topo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("topology.toml");
+    let write = |epoch: u64, a: &str, b: &str| {
+        let t = format!(
+            "epoch = {epoch}\n[[groups]]\nname = \"a\"\nmaster = \"{a}\"\nslots = [\"0-511\"]\n[[groups]]\nname = \"b\"\nmaster = \"{b}\"\nslots = [\"512-1023\"]\n"
+        );
+        std::fs::write(&path, t).unwrap();
+    };
+    write(5, &servers[0].addr(), &servers[1].addr());
+    let px = kvfleet_proxy(&[], &["--topology", path.to_str().unwrap()]);
+    let mut c = px.client();
+    assert_eq!(c.call(&["PROXY", "EPOCH"]), Frame::Integer(5));
+    let key = (0..)
+        .map(|i| format!("r:{i}"))
+        .find(|k| kvfleet_model::slot(k.as_bytes()) < 512)
+        .unwrap();
+    c.cmd(&[b"SET", key.as_bytes(), b"x"]);
+    assert_eq!(
+        servers[0].client().cmd(&[b"EXISTS", key.as_bytes()]),
+        b":1\r\n"
+    );
+    // swap the groups' masters at a higher epoch, under a live client
+    write(6, &servers[1].addr(), &servers[0].addr());
+    assert_eq!(c.call(&["PROXY", "RELOAD"]), Frame::Integer(6));
+    c.cmd(&[b"SET", key.as_bytes(), b"y"]);
+    assert_eq!(
+        servers[1].client().cmd(&[b"GET", key.as_bytes()]),
+        b"$1\r\ny\r\n"
+    );
+    // an older epoch is refused and routing stays
+    write(4, &servers[0].addr(), &servers[1].addr());
+    let r = c.cmd(&[b"PROXY", b"RELOAD"]);
+    assert!(
+        r.starts_with(b"-ERR reload failed: topology epoch 4 is lower"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    assert_eq!(c.call(&["PROXY", "EPOCH"]), Frame::Integer(6));
+    // a broken file is refused with the reason
+    std::fs::write(
+        &path,
+        "epoch = 9\n[[groups]]\nmaster = \"x:1\"\nslots = [\"0-100\"]\n",
+    )
+    .unwrap();
+    let r = c.cmd(&[b"PROXY", b"RELOAD"]);
+    assert!(
+        r.starts_with(b"-ERR reload failed: slots not owned"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_input_gets_errors_and_the_proxy_keeps_serving() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    assert_eq!(
+        c.cmd(&[b"NOSUCH", b"a"]),
+        b"-ERR unknown command 'NOSUCH', with args beginning with: 'a' \r\n"
+    );
+    assert_eq!(
+        c.cmd(&[b"GET"]),
+        b"-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    // inline commands are re-encoded for the backend
+    c.send(b"SET inl \"a b\"\r\nGET inl\r\n");
+    assert_eq!(c.read_reply().unwrap(), b"+OK\r\n");
+    assert_eq!(c.read_reply().unwrap(), b"$3\r\na b\r\n");
+    // malformed RESP: Redis's protocol error, then the connection closes
+    let mut bad = px.client();
+    bad.send(b"*1\r\n$abc\r\n");
+    assert_eq!(
+        bad.read_reply().unwrap(),
+        b"-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert!(bad.closed());
+    let mut huge = px.client();
+    huge.send(b"*2\r\n$3\r\nGET\r\n$99999999999\r\n");
+    assert_eq!(
+        huge.read_reply().unwrap(),
+        b"-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert!(huge.closed());
+    // a large but legal value goes through intact
+    let big = vec![b'z'; 4 << 20];
+    assert_eq!(c.cmd(&[b"SET", b"big", &big]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"STRLEN", b"big"]), b":4194304\r\n");
+    assert_eq!(c.cmd(&[b"PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn auth_on_the_proxy_guards_every_command() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &["--password", "s3cret"]);
+    let mut c = px.client();
+    assert_eq!(
+        c.cmd(&[b"GET", b"a"]),
+        b"-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        c.cmd(&[b"AUTH", b"wrong"]),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(c.cmd(&[b"AUTH", b"s3cret"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"GET", b"a"]), b"$-1\r\n");
+}
+
+#[test]
+fn redis_server_backends_work_too_including_scripts_by_key() {
+    let servers: Vec<Proc> = (0..2).map(|_| redis_server(&[])).collect();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    let cmds: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|i| {
+            vec![
+                b"SET".to_vec(),
+                format!("r{i}").into_bytes(),
+                format!("{i}").into_bytes(),
+            ]
+        })
+        .collect();
+    assert!(c.pipeline(&cmds).iter().all(|r| r == b"+OK\r\n"));
+    assert_eq!(c.call(&["DBSIZE"]), Frame::Integer(200));
+    assert_eq!(
+        c.cmd(&[b"MGET", b"r1", b"r150", b"r199"]),
+        b"*3\r\n$1\r\n1\r\n$3\r\n150\r\n$3\r\n199\r\n"
+    );
+    // scripts: loaded on every group, run where their key lives
+    let Frame::Bulk(sha) = c.call(&["SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"]) else {
+        panic!("SCRIPT LOAD")
+    };
+    let sha = String::from_utf8(sha.to_vec()).unwrap();
+    assert_eq!(
+        c.call(&["SCRIPT", "EXISTS", &sha, "0000"]),
+        Frame::Array(vec![Frame::Integer(1), Frame::Integer(0)])
+    );
+    for k in ["r3", "r77", "r180"] {
+        let want = bulk(&k[1..]);
+        assert_eq!(c.call(&["EVALSHA", &sha, "1", k]), want, "{k}");
+    }
+    assert!(
+        c.cmd(&[b"EVAL", b"return 1", b"2", b"r1", b"r2"])
+            .starts_with(b"-CROSSSLOT")
+    );
+    // a bitmap command the kvfleet server does not run yet is routed all the same
+    assert_eq!(c.cmd(&[b"SETBIT", b"bits", b"7", b"1"]), b":0\r\n");
+    assert_eq!(c.cmd(&[b"BITCOUNT", b"bits"]), b":1\r\n");
+}
+
+/// Commands the differential suite runs that the proxy answers differently
+/// by design: transactions and blocking (their own tests above), per-server
+/// admin, connection introspection.
+const NOT_THROUGH_PROXY: &[&str] = &[
+    "pubsub",
+    "unsubscribe",
+    "punsubscribe",
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+    "blpop",
+    "brpop",
+    "blmove",
+    "brpoplpush",
+    "blmpop",
+    "bzpopmin",
+    "bzpopmax",
+    "bzmpop",
+    "subscribe",
+    "psubscribe",
+    "config",
+    "debug",
+    "client",
+    "hello",
+    "command",
+    "info",
+    "object",
+    "randomkey",
+    "scan",
+    "swapdb",
+    "move",
+    "select",
+    "reset",
+    "slowlog",
+    "time",
+    "lastsave",
+    "slots",
+    "copy",
+];
+
+/// Prefixes every key argument with `tag`, so one case file's keys share a
+/// slot (multi-key commands then pass the proxy) while different files land
+/// on different groups.
+fn tagged(args: &[Vec<u8>], tag: &str) -> Vec<Vec<u8>> {
+    let mut out = args.to_vec();
+    let a: Vec<&[u8]> = args.iter().map(|x| &x[..]).collect();
+    if let Some(spec) = lookup(a[0]) {
+        let mut idx = Vec::new();
+        spec.key_indexes(&a, &mut idx);
+        for i in idx {
+            out[i] = [tag.as_bytes(), &args[i]].concat();
+        }
+    }
+    out
+}
+
+#[test]
+fn differential_suite_through_the_proxy_matches_redis() {
+    let redis_p = redis_server(&[]);
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut redis = redis_p.client();
+    let mut ours = px.client();
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for proto in [2u8, 3] {
+        for (fi, (name, text)) in crate::differential::CASES.iter().enumerate() {
+            let tag = format!("{{f{fi}}}");
+            for c in [&mut redis, &mut ours] {
+                c.cmd(&[b"FLUSHALL"]);
+                c.cmd(&[b"HELLO", if proto == 3 { b"3" } else { b"2" }]);
+            }
+            for (lineno, line) in text.lines().enumerate() {
+                let Some((mode, args)) = crate::differential::parse_line(line) else {
+                    continue;
+                };
+                let args = tagged(&args, &tag);
+                let a: Vec<&[u8]> = args.iter().map(|x| &x[..]).collect();
+                let lname = String::from_utf8_lossy(a[0]).to_ascii_lowercase();
+                if NOT_THROUGH_PROXY.contains(&lname.as_str()) {
+                    continue;
+                }
+                let want = redis.cmd(&a);
+                let got = ours.cmd(&a);
+                compared += 1;
+                if !crate::differential::same(mode, &want, &got) {
+                    failures.push(format!(
+                        "RESP{proto} {name}.txt:{}: {}\n    redis: {:?}\n    proxy: {:?}",
+                        lineno + 1,
+                        line.trim(),
+                        String::from_utf8_lossy(&want),
+                        String::from_utf8_lossy(&got)
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "differential through proxy: {compared} compared, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} replies differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(compared > 1000, "too few compared: {compared}");
+}
+
+#[test]
+fn redis_benchmark_and_redis_cli_work_through_the_proxy() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let out = std::process::Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &px.port.to_string(),
+            "-n",
+            "20000",
+            "-c",
+            "20",
+            "-P",
+            "8",
+            "-r",
+            "1000",
+            "-t",
+            "set,get,mset,incr,lpush",
+            "-q",
+        ])
+        .output()
+        .expect("redis-benchmark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for t in ["SET", "GET", "MSET (10 keys)", "INCR", "LPUSH"] {
+        assert!(
+            text.contains(&format!("{t}: ")),
+            "no {t} result in:\n{text}"
+        );
+    }
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &px.port.to_string(),
+            "--no-raw",
+            "mget",
+            "key:000000000001",
+            "nosuch",
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(nil)"));
+}
+
+#[test]
+fn transactions_run_on_one_group_and_watch_aborts_them() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    assert_eq!(c.cmd(&[b"MULTI"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"SET", b"{t}a", b"1"]), b"+QUEUED\r\n");
+    assert_eq!(c.cmd(&[b"INCR", b"{t}a"]), b"+QUEUED\r\n");
+    assert_eq!(c.cmd(&[b"MGET", b"{t}a", b"{t}b"]), b"+QUEUED\r\n");
+    assert_eq!(
+        c.cmd(&[b"EXEC"]),
+        b"*3\r\n+OK\r\n:2\r\n*2\r\n$1\r\n2\r\n$-1\r\n"
+    );
+    // a key of another slot inside the transaction aborts it
+    assert_eq!(c.cmd(&[b"MULTI"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"SET", b"{t}a", b"5"]), b"+QUEUED\r\n");
+    assert!(c.cmd(&[b"SET", b"other", b"5"]).starts_with(b"-CROSSSLOT"));
+    assert_eq!(
+        c.cmd(&[b"EXEC"]),
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+    assert_eq!(c.cmd(&[b"GET", b"{t}a"]), b"$1\r\n2\r\n");
+    assert_eq!(c.cmd(&[b"EXEC"]), b"-ERR EXEC without MULTI\r\n");
+    // WATCH, then a write by another client: EXEC returns the null array
+    let mut other = px.client();
+    assert_eq!(c.cmd(&[b"WATCH", b"{t}a"]), b"+OK\r\n");
+    assert_eq!(other.cmd(&[b"SET", b"{t}a", b"9"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"MULTI"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"SET", b"{t}a", b"10"]), b"+QUEUED\r\n");
+    assert_eq!(c.cmd(&[b"EXEC"]), b"*-1\r\n");
+    assert_eq!(c.cmd(&[b"GET", b"{t}a"]), b"$1\r\n9\r\n");
+    // WATCH untouched: EXEC applies; DISCARD clears the queue
+    assert_eq!(c.cmd(&[b"WATCH", b"{t}a"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"MULTI"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"INCR", b"{t}a"]), b"+QUEUED\r\n");
+    assert_eq!(c.cmd(&[b"EXEC"]), b"*1\r\n:10\r\n");
+    assert_eq!(c.cmd(&[b"MULTI"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"INCR", b"{t}a"]), b"+QUEUED\r\n");
+    assert_eq!(c.cmd(&[b"DISCARD"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"GET", b"{t}a"]), b"$2\r\n10\r\n");
+}
+
+#[test]
+fn blocking_pops_wait_on_a_private_connection_and_wake_on_push() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut waiter = px.client();
+    let mut pusher = px.client();
+    waiter.send(&kvfleet_harness::encode_cmd(&[b"BLPOP", b"q", b"0"]));
+    // the shared connections keep serving everyone else meanwhile
+    for i in 0..50 {
+        let k = format!("x{i}");
+        assert_eq!(pusher.cmd(&[b"SET", k.as_bytes(), b"1"]), b"+OK\r\n");
+    }
+    assert_eq!(pusher.cmd(&[b"RPUSH", b"q", b"job"]), b":1\r\n");
+    assert_eq!(
+        waiter.read_reply().unwrap(),
+        b"*2\r\n$1\r\nq\r\n$3\r\njob\r\n"
+    );
+    // a timeout answers null, and the client carries on in order
+    waiter.send(&kvfleet_harness::encode_cmd(&[b"BLPOP", b"q", b"0.1"]));
+    waiter.send(&kvfleet_harness::encode_cmd(&[b"PING"]));
+    assert_eq!(waiter.read_reply().unwrap(), b"*-1\r\n");
+    assert_eq!(waiter.read_reply().unwrap(), b"+PONG\r\n");
+    assert!(
+        waiter
+            .cmd(&[b"BLPOP", b"a", b"b", b"1"])
+            .starts_with(b"-CROSSSLOT")
+    );
+}
