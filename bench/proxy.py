@@ -63,7 +63,8 @@ def main():
         "direct": start(redis(direct), direct),
     }
     procs["kvfleet"] = start([kv, "--port", str(kport), "--group", f"127.0.0.1:{b1}", "--group", f"127.0.0.1:{b2}"], kport)
-    procs["twemproxy"] = start(["nutcracker", "-c", nc_conf, "-s", "0", "-o", os.path.join(tmp, "nc.log")], tport)
+    procs["twemproxy"] = start(["nutcracker", "-c", nc_conf, "-s", str(tport + 1), "-a", "127.0.0.1",
+                                "-p", os.path.join(tmp, "nc.pid"), "-o", os.path.join(tmp, "nc.log")], tport)
     ports = {"direct": direct, "kvfleet": kport, "twemproxy": tport}
     names = list(ports)
     res, cpu = {}, [0.0, 0]

@@ -360,6 +360,17 @@ async fn serve(
                         next = rx.try_recv().ok();
                     }
                 }
+                // Let the other ready clients run first and queue theirs, so
+                // one write carries many clients' batches (Redis flushes in
+                // beforeSleep for the same reason).
+                if wbuf.len() < WRITE_CHUNK {
+                    tokio::task::yield_now().await;
+                    while wbuf.len() < WRITE_CHUNK {
+                        let Ok(b) = rx.try_recv() else { break };
+                        wbuf.extend_from_slice(&b.data);
+                        inflight.push(b);
+                    }
+                }
             }
             r = wr.write(&wbuf[written..]), if written < wbuf.len() => {
                 match r {

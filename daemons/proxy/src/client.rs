@@ -27,6 +27,8 @@ use crate::{ClientInfo, Proxy, local};
 use kvfleet_resp::{Limits, RequestParser, encode};
 
 const READ_BUF: usize = 16 * 1024;
+/// Write replies out before the batch completes once this much is ready.
+const FLUSH_AT: usize = 64 * 1024;
 /// Stats index for commands the table does not know.
 const NO_CMD: u16 = u16::MAX;
 
@@ -205,7 +207,10 @@ impl Client {
             }
             self.send_batches().await;
             self.drain_ready();
-            if !self.out.is_empty() {
+            // Replies of one read go out in one write: wait for the rest of
+            // the batch (split over groups, they arrive piecemeal) unless a
+            // deep pipeline has already piled up plenty.
+            if !self.out.is_empty() && (self.pending.is_empty() || self.out.len() >= FLUSH_AT) {
                 stream.write_all(&self.out).await?;
                 self.px
                     .stats
@@ -777,11 +782,14 @@ impl Client {
 
     /// Moves the completed front of the queue to the output buffer.
     fn drain_ready(&mut self) {
+        let mut now = None;
         while let Some(p) = self.pending.front() {
             let State::Done(data) = &p.state else { break };
             self.out.extend_from_slice(data);
             if p.cmd != NO_CMD {
-                let us = p.started.elapsed().as_micros() as u64;
+                // one clock read per pass, not per reply
+                let now = *now.get_or_insert_with(Instant::now);
+                let us = now.saturating_duration_since(p.started).as_micros() as u64;
                 self.px
                     .stats
                     .record(p.cmd as usize, us, data.first() == Some(&b'-'));

@@ -13,6 +13,7 @@ pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_DNS_REFRESH_SECS: u64 = 30;
 pub const DEFAULT_SLOWLOG_SLOWER_THAN: i64 = 10_000;
 pub const DEFAULT_SLOWLOG_MAX_LEN: usize = 128;
+pub const DEFAULT_THREADS: usize = 1;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,6 +51,10 @@ pub struct Config {
     pub slowlog_log_slower_than: i64,
     /// Default 128.
     pub slowlog_max_len: usize,
+    /// Worker threads; 0 means one per core. Default 1: on a host shared with
+    /// servers and clients one thread wastes least on cross-thread wake-ups;
+    /// see docs/proxy.md for the measurements.
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -70,6 +75,7 @@ impl Default for Config {
             allow_flushall: true,
             slowlog_log_slower_than: DEFAULT_SLOWLOG_SLOWER_THAN,
             slowlog_max_len: DEFAULT_SLOWLOG_MAX_LEN,
+            threads: DEFAULT_THREADS,
         }
     }
 }

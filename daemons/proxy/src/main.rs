@@ -35,6 +35,9 @@ struct Args {
     password: Option<String>,
     #[arg(long)]
     conns_per_backend: Option<usize>,
+    /// Worker threads (0 = one per core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 fn load(args: &Args) -> anyhow::Result<(Config, Topology, Option<PathBuf>)> {
@@ -54,6 +57,9 @@ fn load(args: &Args) -> anyhow::Result<(Config, Topology, Option<PathBuf>)> {
     }
     if let Some(p) = &args.password {
         cfg.password = p.clone();
+    }
+    if let Some(n) = args.threads {
+        cfg.threads = n;
     }
     if let Some(n) = args.conns_per_backend {
         cfg.conns_per_backend = n;
@@ -103,7 +109,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: Config, topo: Topology, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()?;
     rt.block_on(async move {
@@ -143,3 +154,6 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
 }
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -118,7 +118,7 @@ static PROXY_SPEC: CommandSpec = CommandSpec {
 
 pub struct Table {
     pub cmds: Vec<Cmd>,
-    by_name: HashMap<&'static str, usize>,
+    by_name: HashMap<&'static str, usize, foldhash::fast::FixedState>,
 }
 
 /// Every command the proxy knows, built once.
