@@ -430,9 +430,6 @@ fn redis_server_backends_work_too_including_scripts_by_key() {
 /// by design: transactions and blocking (their own tests above), per-server
 /// admin, connection introspection.
 const NOT_THROUGH_PROXY: &[&str] = &[
-    "pubsub",
-    "unsubscribe",
-    "punsubscribe",
     "multi",
     "exec",
     "discard",
@@ -652,4 +649,117 @@ fn blocking_pops_wait_on_a_private_connection_and_wake_on_push() {
             .cmd(&[b"BLPOP", b"a", b"b", b"1"])
             .starts_with(b"-CROSSSLOT")
     );
+}
+
+#[test]
+fn pubsub_through_the_proxy_spans_groups_with_redis_counts() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    // channels on three different groups
+    let chans: Vec<String> = (0..3)
+        .map(|g| {
+            (0..)
+                .map(|i| format!("news:{i}"))
+                .find(|c| even_group(kvfleet_model::slot(c.as_bytes()), 3) == g)
+                .unwrap()
+        })
+        .collect();
+    let mut sub = px.client();
+    let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+    args.extend(chans.iter().map(|c| c.as_bytes()));
+    sub.send(&kvfleet_harness::encode_cmd(&args));
+    for (i, c) in chans.iter().enumerate() {
+        let want = format!(
+            "*3\r\n$9\r\nsubscribe\r\n${}\r\n{c}\r\n:{}\r\n",
+            c.len(),
+            i + 1
+        );
+        assert_eq!(sub.read_reply().unwrap(), want.as_bytes());
+    }
+    assert_eq!(
+        sub.cmd(&[b"PSUBSCRIBE", b"news:*"]),
+        b"*3\r\n$10\r\npsubscribe\r\n$6\r\nnews:*\r\n:4\r\n"
+    );
+    // RESP2 subscribed mode: only pub/sub commands and PING
+    assert_eq!(sub.cmd(&[b"PING"]), b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    assert!(
+        sub.cmd(&[b"GET", b"x"])
+            .starts_with(b"-ERR Can't execute 'get'")
+    );
+    let mut p = px.client();
+    for c in &chans {
+        // one channel subscriber and one pattern subscriber
+        assert_eq!(p.call(&["PUBLISH", c, "hi"]), Frame::Integer(2), "{c}");
+        let m = format!("*3\r\n$7\r\nmessage\r\n${}\r\n{c}\r\n$2\r\nhi\r\n", c.len());
+        let pm = format!(
+            "*4\r\n$8\r\npmessage\r\n$6\r\nnews:*\r\n${}\r\n{c}\r\n$2\r\nhi\r\n",
+            c.len()
+        );
+        let mut got = vec![sub.read_reply().unwrap(), sub.read_reply().unwrap()];
+        got.sort();
+        let mut want = vec![m.into_bytes(), pm.into_bytes()];
+        want.sort();
+        assert_eq!(got, want, "{c}");
+    }
+    assert_eq!(
+        p.call(&["PUBSUB", "NUMSUB", &chans[0], &chans[2], "none"]),
+        Frame::Array(vec![
+            bulk(&chans[0]),
+            Frame::Integer(1),
+            bulk(&chans[2]),
+            Frame::Integer(1),
+            bulk("none"),
+            Frame::Integer(0)
+        ])
+    );
+    let Frame::Array(listed) = p.call(&["PUBSUB", "CHANNELS", "news:*"]) else {
+        panic!()
+    };
+    assert_eq!(listed.len(), 3);
+    assert_eq!(p.call(&["PUBSUB", "NUMPAT"]), Frame::Integer(1));
+    // unsubscribing from everything counts down to the pattern
+    sub.send(&kvfleet_harness::encode_cmd(&[b"UNSUBSCRIBE"]));
+    let mut sorted = chans.clone();
+    sorted.sort();
+    for (i, c) in sorted.iter().enumerate() {
+        let want = format!(
+            "*3\r\n$11\r\nunsubscribe\r\n${}\r\n{c}\r\n:{}\r\n",
+            c.len(),
+            3 - i
+        );
+        assert_eq!(sub.read_reply().unwrap(), want.as_bytes());
+    }
+    assert_eq!(
+        sub.cmd(&[b"PUNSUBSCRIBE"]),
+        b"*3\r\n$12\r\npunsubscribe\r\n$6\r\nnews:*\r\n:0\r\n"
+    );
+    assert_eq!(
+        sub.cmd(&[b"GET", b"x"]),
+        b"$-1\r\n",
+        "out of subscribed mode"
+    );
+    assert_eq!(p.call(&["PUBLISH", &chans[1], "nobody"]), Frame::Integer(0));
+}
+
+#[test]
+fn resp3_subscribers_get_push_frames_between_replies() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut sub = px.client();
+    sub.cmd(&[b"HELLO", b"3"]);
+    assert_eq!(
+        sub.cmd(&[b"SUBSCRIBE", b"ch"]),
+        b">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+    );
+    // RESP3 clients may run any command while subscribed
+    assert_eq!(sub.cmd(&[b"SET", b"k", b"v"]), b"+OK\r\n");
+    assert_eq!(
+        px.client().call(&["PUBLISH", "ch", "m1"]),
+        Frame::Integer(1)
+    );
+    assert_eq!(
+        sub.read_reply().unwrap(),
+        b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nm1\r\n"
+    );
+    assert_eq!(sub.cmd(&[b"GET", b"k"]), b"$1\r\nv\r\n");
 }

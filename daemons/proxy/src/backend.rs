@@ -174,6 +174,10 @@ impl Backends {
         Pool::spawn(addr, resp3, &opts, &ctx)
     }
 
+    pub fn opts(&self) -> &BackendOpts {
+        &self.opts
+    }
+
     pub fn get(&self, addr: &str) -> Arc<Server> {
         let mut m = self.servers.lock();
         if let Some(s) = m.get(addr).and_then(|w| w.upgrade()) {
@@ -284,6 +288,72 @@ async fn connect(addr: &str, resp3: bool, opts: &BackendOpts) -> Result<TcpStrea
         .await
         .map_err(|_| "handshake timed out".to_string())??;
     Ok(s)
+}
+
+/// `seq` of a frame from a subscriber link (confirmations and messages).
+pub const PUSH_SEQ: u64 = u64::MAX;
+/// `seq` announcing that a subscriber link failed; `data` is the error.
+pub const LINK_DOWN_SEQ: u64 = u64::MAX - 1;
+
+/// A client's subscriber connection to one group: every frame it reads goes
+/// to the client (`seq` [`PUSH_SEQ`], `part` = group), commands go out as
+/// given. Pub/sub state lives on the connection, so it cannot be shared.
+pub fn subscriber(
+    addr: String,
+    resp3: bool,
+    opts: BackendOpts,
+    to: ReplyTx,
+    group: u32,
+) -> mpsc::UnboundedSender<Vec<u8>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let down = |e: String| {
+            let msg = format!("-ERR kvfleet-proxy: subscriber connection to {addr} lost ({e})\r\n");
+            let _ = to.send(Reply {
+                seq: LINK_DOWN_SEQ,
+                part: group,
+                data: Bytes::from(msg),
+            });
+        };
+        let s = match connect(&addr, resp3, &opts).await {
+            Ok(s) => s,
+            Err(e) => return down(e),
+        };
+        let (mut rd, mut wr) = s.into_split();
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => {
+                    match r {
+                        Ok(0) => return down("closed by the server".into()),
+                        Err(e) => return down(e.to_string()),
+                        Ok(_) => {}
+                    }
+                    loop {
+                        match frame_len(&buf) {
+                            Ok(Some(n)) => {
+                                let data = buf.split_to(n).freeze();
+                                if to.send(Reply { seq: PUSH_SEQ, part: group, data }).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => return down(format!("protocol error: {e}")),
+                        }
+                    }
+                }
+                c = rx.recv() => match c {
+                    Some(c) => {
+                        if let Err(e) = wr.write_all(&c).await {
+                            return down(e.to_string());
+                        }
+                    }
+                    None => return,
+                },
+            }
+        }
+    });
+    tx
 }
 
 pub fn encode_cmd(out: &mut Vec<u8>, args: &[&[u8]]) {

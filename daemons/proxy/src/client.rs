@@ -19,8 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::backend::{Batch, Pool, Reply, ReplyTx, Server, encode_cmd};
+use crate::backend::{Batch, LINK_DOWN_SEQ, PUSH_SEQ, Pool, Reply, ReplyTx, Server, encode_cmd};
 use crate::merge::{Merger, scan_reply, split_cursor};
+use crate::pubsub::{self, Kind, Subs, Waiting};
 use crate::routing::Routing;
 use crate::table::{Cmd, Merge, Route, SplitKind, script_merge, table};
 use crate::{ClientInfo, Proxy, local};
@@ -35,8 +36,13 @@ const NO_CMD: u16 = u16::MAX;
 enum State {
     Done(Bytes),
     Wait,
-    Scan { group: u32, groups: u32 },
+    Scan {
+        group: u32,
+        groups: u32,
+    },
     Merge(Box<Merger>),
+    /// A (P)(UN)SUBSCRIBE waiting for its groups' confirmations.
+    Subs(Box<Waiting>),
 }
 
 struct Pending {
@@ -77,6 +83,8 @@ pub struct Client {
     multi: Option<Multi>,
     /// The slot WATCH pinned this client to, until EXEC, DISCARD or UNWATCH.
     watch_slot: Option<u16>,
+    /// Channels and patterns, and the subscriber connections behind them.
+    subs: Option<Box<Subs>>,
 }
 
 /// A transaction being queued. It goes to one group as MULTI, the commands,
@@ -128,6 +136,7 @@ pub async fn serve(px: Arc<Proxy>, stream: TcpStream) {
         private_batch: None,
         multi: None,
         watch_slot: None,
+        subs: None,
     };
     if let Err(e) = c.run(stream, rx).await {
         tracing::debug!(id, error = %e, "client closed");
@@ -391,8 +400,28 @@ impl Client {
             self.queue(cmd, argv, raw);
             return;
         }
+        if !self.resp3
+            && self.subscribed()
+            && !matches!(
+                cmd.spec.name,
+                "subscribe"
+                    | "unsubscribe"
+                    | "psubscribe"
+                    | "punsubscribe"
+                    | "ping"
+                    | "quit"
+                    | "reset"
+            )
+        {
+            let msg = format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                cmd.spec.name
+            );
+            self.error(ci, &msg);
+            return;
+        }
         let mut route = cmd.route;
-        if matches!(cmd.spec.name, "script" | "function") {
+        if matches!(cmd.spec.name, "script" | "function" | "pubsub") {
             match script_merge(cmd.spec.name, argv[1]) {
                 Some(r) => route = r,
                 None => {
@@ -607,11 +636,7 @@ impl Client {
                 None => self.reply(ci, |o, _| encode::simple(o, b"OK")),
             },
             "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" => {
-                let msg = format!(
-                    "ERR kvfleet-proxy does not support '{}' yet",
-                    cmd.spec.name.to_uppercase()
-                );
-                self.error(ci, &msg);
+                self.pubsub_command(cmd, argv, raw)
             }
             _ => {
                 // a blocking command: on this client's own connection to the keys' group
@@ -621,6 +646,102 @@ impl Client {
                 };
                 let g = self.group_for(slot);
                 self.send_private(ci, g, &raw.clone(), 1, State::Wait, raw);
+            }
+        }
+    }
+
+    /// Whether RESP2's subscribed mode applies (any channel or pattern).
+    pub fn subscribed(&self) -> bool {
+        self.subs.as_ref().is_some_and(|s| s.count() > 0)
+    }
+
+    /// (P)(UN)SUBSCRIBE: channels to the group of their slot, patterns to
+    /// every group, each on this client's subscriber connection there.
+    fn pubsub_command(&mut self, cmd: &Cmd, argv: &[&[u8]], raw: Bytes) {
+        let ci = cmd.index as u16;
+        let kind = Kind::from_command(cmd.spec.name).expect("pub/sub command");
+        let groups = self.routing.groups.len();
+        let subs = self.subs.get_or_insert_with(Default::default);
+        let mut names: Vec<Vec<u8>> = argv[1..].iter().map(|a| a.to_vec()).collect();
+        let bare = names.is_empty();
+        if bare {
+            // UNSUBSCRIBE / PUNSUBSCRIBE with no names: everything of that kind
+            names = if kind.is_pattern() {
+                subs.patterns.iter().cloned().collect()
+            } else {
+                subs.channels.iter().cloned().collect()
+            };
+            names.sort();
+            if names.is_empty() {
+                let count = subs.count();
+                let resp3 = self.resp3;
+                self.reply(ci, |o, _| pubsub::frame(o, kind, None, count, resp3));
+                return;
+            }
+        }
+        let mut w = Waiting::default();
+        let mut per_group: Vec<Vec<&[u8]>> = vec![Vec::new(); groups];
+        for n in &names {
+            if kind.is_pattern() {
+                w.want(kind, n, groups);
+                per_group.iter_mut().for_each(|g| g.push(n));
+            } else {
+                w.want(kind, n, 1);
+                per_group[self.routing.group_of(kvfleet_model::slot(n))].push(n);
+            }
+        }
+        subs.links.resize(groups, None);
+        for (g, names) in per_group.iter().enumerate() {
+            if names.is_empty() {
+                continue;
+            }
+            let mut args: Vec<&[u8]> = vec![argv[0]];
+            if !bare {
+                args.extend(names.iter().copied());
+            }
+            let mut data = Vec::new();
+            encode_cmd(&mut data, &args);
+            let link = subs.links[g].get_or_insert_with(|| {
+                crate::backend::subscriber(
+                    self.routing.groups[g].master.addr.clone(),
+                    self.resp3,
+                    self.px.backends.opts().clone(),
+                    self.tx.clone(),
+                    g as u32,
+                )
+            });
+            let _ = link.send(data);
+        }
+        self.push(ci, State::Subs(Box::new(w)), raw);
+        self.barrier = true;
+    }
+
+    /// A frame from a subscriber connection: a confirmation for the waiting
+    /// command, or a message to pass on.
+    fn on_push(&mut self, data: Bytes) {
+        let Some((kind, name)) = pubsub::confirmation(&data) else {
+            self.out.extend_from_slice(&data);
+            return;
+        };
+        let Some(idx) = self
+            .pending
+            .iter()
+            .position(|p| matches!(p.state, State::Subs(_)))
+        else {
+            return;
+        };
+        let p = &mut self.pending[idx];
+        let State::Subs(w) = &mut p.state else {
+            unreachable!()
+        };
+        if w.confirm(kind, &name) {
+            let State::Subs(w) = std::mem::replace(&mut p.state, State::Wait) else {
+                unreachable!()
+            };
+            let subs = self.subs.get_or_insert_with(Default::default);
+            p.state = State::Done(subs.reply(*w, self.resp3));
+            if idx == 0 {
+                self.drain_ready();
             }
         }
     }
@@ -740,6 +861,17 @@ impl Client {
     }
 
     fn on_reply(&mut self, r: Reply) {
+        if r.seq == PUSH_SEQ {
+            return self.on_push(r.data);
+        }
+        if r.seq == LINK_DOWN_SEQ {
+            // like a Redis server going away: the client reconnects and resubscribes
+            self.out.extend_from_slice(&r.data);
+            self.head += self.pending.len() as u64;
+            self.pending.clear();
+            self.close = true;
+            return;
+        }
         let Some(idx) = r.seq.checked_sub(self.head).map(|i| i as usize) else {
             return;
         };
@@ -747,7 +879,7 @@ impl Client {
             return;
         };
         match &mut p.state {
-            State::Done(_) => {}
+            State::Done(_) | State::Subs(_) => {}
             State::Wait => {
                 if r.data.starts_with(b"-MOVED ")
                     && !p.retried
@@ -814,6 +946,7 @@ impl Client {
 
     /// RESET: back to a fresh connection's state (its private connections close).
     pub fn reset(&mut self) {
+        self.subs = None;
         self.multi = None;
         self.watch_slot = None;
         self.private.clear();

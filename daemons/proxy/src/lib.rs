@@ -13,6 +13,7 @@ pub mod config;
 pub mod listener;
 pub mod local;
 pub mod merge;
+pub mod pubsub;
 pub mod routing;
 pub mod stats;
 pub mod table;

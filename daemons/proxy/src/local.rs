@@ -16,6 +16,12 @@ fn is(a: &[u8], s: &str) -> bool {
 pub fn run(c: &mut Client, cmd: &Cmd, argv: &[&[u8]]) {
     let ci = cmd.index as u16;
     match cmd.spec.name {
+        // RESP2 subscribers get PING's answer as a pub/sub frame, as from Redis
+        "ping" if c.subscribed() && !c.resp3 && argv.len() <= 2 => c.reply(ci, |o, _| {
+            encode::array(o, 2);
+            encode::bulk(o, b"pong");
+            encode::bulk(o, argv.get(1).copied().unwrap_or(b""));
+        }),
         "ping" => match argv.len() {
             1 => c.reply(ci, |o, _| encode::simple(o, b"PONG")),
             2 => c.reply(ci, |o, _| encode::bulk(o, argv[1])),

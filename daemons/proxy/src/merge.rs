@@ -153,6 +153,34 @@ impl Merger {
                     n => live[fastrand::usize(..n)].clone(),
                 };
             }
+            Merge::SumPairs => {
+                let mut acc: Option<Vec<(Bytes, i64)>> = None;
+                for p in &parts {
+                    let Some((_, elems)) = elements(p) else {
+                        return protocol_error("PUBSUB NUMSUB");
+                    };
+                    let pairs: Vec<(Bytes, i64)> = elems
+                        .chunks(2)
+                        .map(|c| (c[0].clone(), c.get(1).and_then(|n| int_of(n)).unwrap_or(0)))
+                        .collect();
+                    acc = Some(match acc {
+                        None => pairs,
+                        Some(a) => a
+                            .into_iter()
+                            .zip(pairs)
+                            .map(|((k, x), (_, y))| (k, x + y))
+                            .collect(),
+                    });
+                }
+                let acc = acc.unwrap_or_default();
+                header(&mut out, b'*', acc.len() * 2);
+                for (k, n) in acc {
+                    out.extend_from_slice(&k);
+                    out.put_u8(b':');
+                    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
             Merge::MinEach => {
                 let mut mins: Option<Vec<Bytes>> = None;
                 for p in &parts {

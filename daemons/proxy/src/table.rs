@@ -26,6 +26,8 @@ pub enum Merge {
     MinEach,
     /// A transaction sent as MULTI, commands, EXEC: only EXEC's reply counts.
     Last,
+    /// PUBSUB NUMSUB: `[name, n, ...]` from each group, the n summed.
+    SumPairs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +81,7 @@ fn route_of(c: &CommandSpec) -> Route {
         "keys" => Route::FanOut(Concat),
         "randomkey" => Route::FanOut(AnyNonNull),
         // subcommand decides the merge; see `script_merge`
-        "script" | "function" => Route::FanOut(First),
+        "script" | "function" | "pubsub" => Route::FanOut(First),
         "time" | "lastsave" => Route::AnyGroup,
         "scan" => Route::Scan,
         "publish" => Route::Channel,
@@ -92,11 +94,18 @@ fn route_of(c: &CommandSpec) -> Route {
     }
 }
 
-/// Merge for SCRIPT / FUNCTION by subcommand; `None` when the subcommand is
-/// not one a proxy can answer for every group.
+/// Route for SCRIPT / FUNCTION / PUBSUB by subcommand; `None` when the
+/// subcommand is not one a proxy can answer for every group.
 pub fn script_merge(cmd: &str, sub: &[u8]) -> Option<Route> {
     let s = sub.to_ascii_lowercase();
     Some(match (cmd, s.as_slice()) {
+        ("pubsub", b"channels") => Route::FanOut(Merge::Concat),
+        ("pubsub", b"numsub") => Route::FanOut(Merge::SumPairs),
+        // patterns are registered on every group; any one knows them all
+        ("pubsub", b"numpat") => Route::AnyGroup,
+        ("pubsub", b"shardchannels") | ("pubsub", b"shardnumsub") => return None,
+        // HELP, and unknown subcommands get the server's own answer
+        ("pubsub", _) => Route::AnyGroup,
         ("script", b"load") | ("function", b"load") => Route::FanOut(Merge::First),
         ("script", b"exists") => Route::FanOut(Merge::MinEach),
         ("script", b"flush") | ("function", b"flush") | ("function", b"delete") => {
