@@ -763,3 +763,82 @@ fn resp3_subscribers_get_push_frames_between_replies() {
     );
     assert_eq!(sub.cmd(&[b"GET", b"k"]), b"$1\r\nv\r\n");
 }
+
+#[test]
+fn info_slowlog_and_metrics_report_per_command_latency() {
+    let servers = three_servers();
+    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("proxy.toml");
+    // every command is "slow", so the slow log fills
+    std::fs::write(&cfg, "slowlog_log_slower_than = 0\nslowlog_max_len = 5\n").unwrap();
+    let mport = kvfleet_harness::free_port().to_string();
+    let px = kvfleet_proxy(
+        &refs(&servers),
+        &["--config", cfg.to_str().unwrap(), "--metrics-port", &mport],
+    );
+    let mut c = px.client();
+    for i in 0..40 {
+        c.cmd(&[b"SET", format!("m{i}").as_bytes(), b"v"]);
+        c.cmd(&[b"GET", format!("m{i}").as_bytes()]);
+    }
+    c.cmd(&[b"GET"]); // a failed call
+    let Frame::Bulk(info) = c.call(&["INFO", "commandstats"]) else {
+        panic!("INFO")
+    };
+    let info = String::from_utf8_lossy(&info).into_owned();
+    let get = info
+        .lines()
+        .find(|l| l.starts_with("cmdstat_get:"))
+        .expect("cmdstat_get");
+    assert!(get.contains("calls=41,"), "{get}"); // error replies count as calls too
+    assert!(get.contains("failed_calls=1,"), "{get}");
+    for f in ["p50=", "p99=", "p99.9=", "p99.99=", "max="] {
+        assert!(get.contains(f), "{f} missing in {get}");
+    }
+    let Frame::Bulk(backends) = c.call(&["INFO", "backends"]) else {
+        panic!("INFO")
+    };
+    let backends = String::from_utf8_lossy(&backends).into_owned();
+    assert!(backends.contains("groups:3"), "{backends}");
+    assert!(
+        backends.contains(&format!("master={}", servers[1].addr())),
+        "{backends}"
+    );
+    assert_eq!(c.call(&["SLOWLOG", "LEN"]), Frame::Integer(5));
+    let Frame::Array(log) = c.call(&["SLOWLOG", "GET", "1"]) else {
+        panic!("SLOWLOG")
+    };
+    assert_eq!(log.len(), 1);
+    // the metrics endpoint says the same
+    let body = (0..50)
+        .find_map(|_| {
+            let mut s =
+                std::net::TcpStream::connect(("127.0.0.1", mport.parse::<u16>().unwrap())).ok()?;
+            use std::io::{Read, Write};
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .ok()?;
+            let mut body = String::new();
+            s.read_to_string(&mut body).ok()?;
+            Some(body)
+        })
+        .expect("metrics endpoint");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("kvfleet_proxy_commands_total{cmd=\"get\"} 41"),
+        "{body}"
+    );
+    assert!(
+        body.contains("kvfleet_proxy_commands_failed_total{cmd=\"get\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("kvfleet_proxy_command_latency_seconds{cmd=\"set\",quantile=\"0.99\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("kvfleet_proxy_backend_connections{"),
+        "{body}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -55,6 +55,8 @@ pub struct Config {
     /// servers and clients one thread wastes least on cross-thread wake-ups;
     /// see docs/proxy.md for the measurements.
     pub threads: usize,
+    /// Port of the Prometheus `/metrics` endpoint (on `bind`); 0 means off. Default 0.
+    pub metrics_port: u16,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             slowlog_log_slower_than: DEFAULT_SLOWLOG_SLOWER_THAN,
             slowlog_max_len: DEFAULT_SLOWLOG_MAX_LEN,
             threads: DEFAULT_THREADS,
+            metrics_port: 0,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! `backend`'s shared pipelined connections (or answers it in `local`), and
 //! writes replies back in the client's order, merging split commands in
 //! `merge`. `routing` holds the topology in use; `stats` the counters that
-//! INFO and SLOWLOG report.
+//! INFO, SLOWLOG and `metrics` (Prometheus) report.
 
 pub mod backend;
 pub mod client;
@@ -13,6 +13,7 @@ pub mod config;
 pub mod listener;
 pub mod local;
 pub mod merge;
+pub mod metrics;
 pub mod pubsub;
 pub mod routing;
 pub mod stats;

@@ -38,6 +38,9 @@ struct Args {
     /// Worker threads (0 = one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Port for Prometheus `/metrics` (0 = off).
+    #[arg(long)]
+    metrics_port: Option<u16>,
 }
 
 fn load(args: &Args) -> anyhow::Result<(Config, Topology, Option<PathBuf>)> {
@@ -57,6 +60,9 @@ fn load(args: &Args) -> anyhow::Result<(Config, Topology, Option<PathBuf>)> {
     }
     if let Some(p) = &args.password {
         cfg.password = p.clone();
+    }
+    if let Some(p) = args.metrics_port {
+        cfg.metrics_port = p;
     }
     if let Some(n) = args.threads {
         cfg.threads = n;
@@ -122,9 +128,21 @@ fn run(cfg: Config, topo: Topology, path: Option<PathBuf>) -> anyhow::Result<()>
             .await
             .with_context(|| format!("binding {}:{}", cfg.bind, cfg.port))?;
         let local = listener.local_addr()?;
+        let metrics = match cfg.metrics_port {
+            0 => None,
+            p => Some(
+                tokio::net::TcpListener::bind((cfg.bind.as_str(), p))
+                    .await
+                    .with_context(|| format!("binding metrics port {p}"))?,
+            ),
+        };
         let px = Proxy::new(cfg, topo, path);
         px.port.store(local.port() as u64, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(reload_on_sighup(px.clone()));
+        if let Some(l) = metrics {
+            tracing::info!(addr = %l.local_addr()?, "serving /metrics");
+            tokio::spawn(kvfleet_proxy::metrics::serve(px.clone(), l));
+        }
         tracing::info!(addr = %local, epoch = px.routing.get().topo.epoch, "Ready to accept connections");
         kvfleet_proxy::listener::run(px, listener, shutdown_signal()).await;
         Ok(())
