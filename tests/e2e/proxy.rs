@@ -842,3 +842,87 @@ fn info_slowlog_and_metrics_report_per_command_latency() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn get_calls(p: &Proc) -> u64 {
+    let Frame::Bulk(b) = p.client().call(&["INFO", "commandstats"]) else {
+        panic!("INFO")
+    };
+    String::from_utf8_lossy(&b)
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|v| v.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn reads_prefer_a_healthy_same_zone_replica_and_fall_back_to_the_master() {
+    let master = redis_server(&[]);
+    let replica = redis_server(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-zone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let topo = dir.join("topology.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            "epoch = 1\n[[groups]]\nmaster = \"{}\"\nslots = [\"0-1023\"]\nreplicas = [{{ addr = \"{}\", zone = \"z1\" }}]\n",
+            master.addr(),
+            replica.addr()
+        ),
+    )
+    .unwrap();
+    let proxy_in = |zone: &str| {
+        let cfg = dir.join(format!("proxy-{zone}.toml"));
+        std::fs::write(
+            &cfg,
+            format!("zone = \"{zone}\"\nread_policy = \"prefer-replica-same-zone\"\nreplica_check_ms = 100\n"),
+        )
+        .unwrap();
+        kvfleet_proxy(
+            &[],
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--topology",
+                topo.to_str().unwrap(),
+            ],
+        )
+    };
+    let near = proxy_in("z1");
+    let far = proxy_in("z2");
+    let mut c = near.client();
+    assert_eq!(c.cmd(&[b"SET", b"k", b"v"]), b"+OK\r\n");
+    // once a check finds the replica in sync, reads land there
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let before = get_calls(&replica);
+            c.cmd(&[b"GET", b"k"]) == b"$1\r\nv\r\n" && get_calls(&replica) > before
+        }),
+        "reads never reached the replica"
+    );
+    let (m0, r0) = (get_calls(&master), get_calls(&replica));
+    for _ in 0..20 {
+        assert_eq!(c.cmd(&[b"GET", b"k"]), b"$1\r\nv\r\n");
+    }
+    assert_eq!((get_calls(&master) - m0, get_calls(&replica) - r0), (0, 20));
+    // writes still go to the master
+    assert_eq!(c.cmd(&[b"SET", b"k2", b"w"]), b"+OK\r\n");
+    assert_eq!(master.client().cmd(&[b"GET", b"k2"]), b"$1\r\nw\r\n");
+    // a proxy in another zone reads from the master while it is up
+    let mut f = far.client();
+    let (m0, r0) = (get_calls(&master), get_calls(&replica));
+    for _ in 0..10 {
+        assert_eq!(f.cmd(&[b"GET", b"k"]), b"$1\r\nv\r\n");
+    }
+    assert_eq!((get_calls(&master) - m0, get_calls(&replica) - r0), (10, 0));
+    // the replica stops replicating: reads return to the master
+    replica.client().cmd(&[b"REPLICAOF", b"NO", b"ONE"]);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let before = get_calls(&master);
+            c.cmd(&[b"GET", b"k"]);
+            get_calls(&master) > before
+        }),
+        "reads did not fall back to the master"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

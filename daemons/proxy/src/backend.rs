@@ -356,6 +356,42 @@ pub fn subscriber(
     tx
 }
 
+/// `INFO <section>` from one server on a connection of its own, as `field -> value`.
+pub async fn info(
+    addr: &str,
+    section: &str,
+    opts: &BackendOpts,
+) -> Result<HashMap<String, String>, String> {
+    let mut s = connect(addr, false, opts).await?;
+    let mut req = Vec::new();
+    encode_cmd(&mut req, &[b"INFO", section.as_bytes()]);
+    let ask = async {
+        s.write_all(&req).await.map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            if let Some(n) = frame_len(&buf).map_err(|e| e.to_string())? {
+                return Ok(buf.split_to(n));
+            }
+            if s.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("closed".to_string());
+            }
+        }
+    };
+    let frame = tokio::time::timeout(opts.connect_timeout, ask)
+        .await
+        .map_err(|_| "INFO timed out".to_string())??;
+    if frame.first() != Some(&b'$') {
+        return Err(String::from_utf8_lossy(&frame).trim().to_string());
+    }
+    let text = String::from_utf8_lossy(&frame);
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect())
+}
+
 pub fn encode_cmd(out: &mut Vec<u8>, args: &[&[u8]]) {
     let mut b = itoa::Buffer::new();
     out.push(b'*');

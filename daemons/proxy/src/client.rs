@@ -85,6 +85,8 @@ pub struct Client {
     watch_slot: Option<u16>,
     /// Channels and patterns, and the subscriber connections behind them.
     subs: Option<Box<Subs>>,
+    /// `read_policy = prefer-replica-same-zone`.
+    replica_reads: bool,
 }
 
 /// A transaction being queued. It goes to one group as MULTI, the commands,
@@ -137,6 +139,7 @@ pub async fn serve(px: Arc<Proxy>, stream: TcpStream) {
         multi: None,
         watch_slot: None,
         subs: None,
+        replica_reads: px.cfg.read().read_policy == "prefer-replica-same-zone",
     };
     if let Err(e) = c.run(stream, rx).await {
         tracing::debug!(id, error = %e, "client closed");
@@ -766,6 +769,13 @@ impl Client {
             Some(s) => self.routing.group_of(s),
             None => fastrand::usize(..self.routing.groups.len()),
         };
+        if self.replica_reads && cmd.spec.has(kvfleet_model::commands::flag::READONLY) {
+            let server = self.routing.groups[g].read_target(&self.px.zone).clone();
+            let seq = self.next_seq();
+            self.forward(server, &raw, seq, 0);
+            self.push(cmd.index as u16, State::Wait, raw);
+            return;
+        }
         self.send_to_group(cmd.index as u16, g, raw);
     }
 

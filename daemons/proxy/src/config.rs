@@ -57,6 +57,17 @@ pub struct Config {
     pub threads: usize,
     /// Port of the Prometheus `/metrics` endpoint (on `bind`); 0 means off. Default 0.
     pub metrics_port: u16,
+    /// This proxy's availability zone, for `prefer-replica-same-zone`. Default empty.
+    pub zone: String,
+    /// Where reads go: `master`, or `prefer-replica-same-zone` (a healthy
+    /// replica in this zone, else the master, else a healthy replica
+    /// elsewhere). Writes always go to the master. Default `master`.
+    pub read_policy: String,
+    /// A replica further behind its master than this many bytes of the
+    /// replication stream gets no reads. Default 1048576.
+    pub replica_max_lag_bytes: u64,
+    /// How often replicas' health and lag are checked. Default 1000 ms.
+    pub replica_check_ms: u64,
 }
 
 impl Default for Config {
@@ -79,6 +90,10 @@ impl Default for Config {
             slowlog_max_len: DEFAULT_SLOWLOG_MAX_LEN,
             threads: DEFAULT_THREADS,
             metrics_port: 0,
+            zone: String::new(),
+            read_policy: "master".into(),
+            replica_max_lag_bytes: 1 << 20,
+            replica_check_ms: 1000,
         }
     }
 }
@@ -106,7 +121,16 @@ impl Config {
         if self.max_pending == 0 {
             return bad("max_pending must be at least 1");
         }
-        if self.backend_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+        if !matches!(
+            self.read_policy.as_str(),
+            "master" | "prefer-replica-same-zone"
+        ) {
+            return bad("read_policy must be master or prefer-replica-same-zone");
+        }
+        if self.backend_timeout_ms == 0
+            || self.connect_timeout_ms == 0
+            || self.replica_check_ms == 0
+        {
             return bad("timeouts must be positive");
         }
         Ok(())

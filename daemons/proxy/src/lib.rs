@@ -15,6 +15,7 @@ pub mod local;
 pub mod merge;
 pub mod metrics;
 pub mod pubsub;
+pub mod replicas;
 pub mod routing;
 pub mod stats;
 pub mod table;
@@ -55,6 +56,8 @@ pub struct Proxy {
     pub topology_path: Option<PathBuf>,
     pub port: AtomicU64,
     pub slowlog_slower_than: AtomicI64,
+    /// This proxy's zone (config `zone`).
+    pub zone: String,
     /// When a `-MOVED` last triggered a reload (ms since start), to rate-limit them.
     last_auto_reload: AtomicU64,
 }
@@ -75,6 +78,7 @@ impl Proxy {
             auth_required: AtomicBool::new(!cfg.password.is_empty()),
             port: AtomicU64::new(cfg.port as u64),
             slowlog_slower_than: AtomicI64::new(cfg.slowlog_log_slower_than),
+            zone: cfg.zone.clone(),
             last_auto_reload: AtomicU64::new(0),
             cfg: RwLock::new(cfg),
             routing,

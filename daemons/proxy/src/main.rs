@@ -139,6 +139,7 @@ fn run(cfg: Config, topo: Topology, path: Option<PathBuf>) -> anyhow::Result<()>
         let px = Proxy::new(cfg, topo, path);
         px.port.store(local.port() as u64, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(reload_on_sighup(px.clone()));
+        tokio::spawn(kvfleet_proxy::replicas::check_loop(px.clone()));
         if let Some(l) = metrics {
             tracing::info!(addr = %l.local_addr()?, "serving /metrics");
             tokio::spawn(kvfleet_proxy::metrics::serve(px.clone(), l));

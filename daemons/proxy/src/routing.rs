@@ -5,16 +5,65 @@
 //! without a lock on the request path.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use parking_lot::RwLock;
 
 use crate::backend::{Backends, Server};
 use kvfleet_model::Topology;
 
+pub struct ReplicaRoute {
+    pub server: Arc<Server>,
+    pub zone: String,
+    /// Link up, not syncing, and within the lag cutoff at the last check.
+    pub healthy: AtomicBool,
+    /// Answers and holds a full copy (maybe stale): used when the master is down.
+    pub serving: AtomicBool,
+}
+
 pub struct GroupRoute {
     pub name: String,
     pub master: Arc<Server>,
+    pub replicas: Vec<ReplicaRoute>,
+}
+
+impl GroupRoute {
+    /// Where a read goes under `prefer-replica-same-zone`: a healthy replica
+    /// in `zone`, else the master while it is reachable, else a healthy
+    /// replica in another zone, else the master (whose error the client gets).
+    pub fn read_target(&self, zone: &str) -> &Arc<Server> {
+        let healthy = |r: &&ReplicaRoute| r.healthy.load(Relaxed);
+        fn pick<'a>(it: Vec<&'a ReplicaRoute>) -> Option<&'a Arc<Server>> {
+            (!it.is_empty()).then(|| &it[fastrand::usize(..it.len())].server)
+        }
+        let same: Vec<_> = self
+            .replicas
+            .iter()
+            .filter(healthy)
+            .filter(|r| r.zone == zone)
+            .collect();
+        if let Some(s) = pick(same) {
+            return s;
+        }
+        let master_down = self.master.state.connected.load(Relaxed) == 0
+            && self.master.state.errors.load(Relaxed) > 0;
+        if master_down {
+            let other: Vec<_> = self.replicas.iter().filter(healthy).collect();
+            if let Some(s) = pick(other) {
+                return s;
+            }
+            // stale beats unavailable for a cache while the master is gone
+            let serving: Vec<_> = self
+                .replicas
+                .iter()
+                .filter(|r| r.serving.load(Relaxed))
+                .collect();
+            if let Some(s) = pick(serving) {
+                return s;
+            }
+        }
+        &self.master
+    }
 }
 
 pub struct Routing {
@@ -34,6 +83,16 @@ impl Routing {
             .map(|g| GroupRoute {
                 name: g.name.clone(),
                 master: backends.get(&g.master),
+                replicas: g
+                    .replicas
+                    .iter()
+                    .map(|r| ReplicaRoute {
+                        server: backends.get(&r.addr),
+                        zone: r.zone.clone(),
+                        healthy: AtomicBool::new(false),
+                        serving: AtomicBool::new(false),
+                    })
+                    .collect(),
             })
             .collect();
         Routing {
