@@ -33,7 +33,7 @@ impl GroupRoute {
     /// replica in another zone, else the master (whose error the client gets).
     pub fn read_target(&self, zone: &str) -> &Arc<Server> {
         let healthy = |r: &&ReplicaRoute| r.healthy.load(Relaxed);
-        fn pick<'a>(it: Vec<&'a ReplicaRoute>) -> Option<&'a Arc<Server>> {
+        fn pick(it: Vec<&ReplicaRoute>) -> Option<&Arc<Server>> {
             (!it.is_empty()).then(|| &it[fastrand::usize(..it.len())].server)
         }
         let same: Vec<_> = self
