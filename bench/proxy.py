@@ -11,30 +11,19 @@ line is the summary.
 """
 import csv, io, os, statistics, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import cpu_seconds, start  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 TESTS = os.environ.get("TESTS", "set,get,mset,incr,lpush").split(",")
 PIPES = [int(p) for p in os.environ.get("PIPES", "1,16").split(",")]
 N = {1: int(os.environ.get("N1", "300000")), 16: int(os.environ.get("N16", "2000000"))}
 SLOW = {"mset": 4}
-CLK = os.sysconf("SC_CLK_TCK")
 
 
-def start(cmd, port):
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        r = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True)
-        if r.stdout.strip() == "PONG":
-            return p
-        time.sleep(0.05)
-    p.kill()
-    sys.exit(f"{cmd[0]} on {port} did not start")
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
 def bench(port, test, pipe):
@@ -45,6 +34,13 @@ def bench(port, test, pipe):
         capture_output=True, text=True, check=True).stdout
     row = list(csv.DictReader(io.StringIO(out)))[-1]
     return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"]), n
+
+
+def unloaded_p50(port):
+    """p50 (ms) of GET from one client, one request at a time: the hop itself."""
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "1", "-n", "20000", "-P", "1", "-t", "get", "--csv", "-q"],
+                         capture_output=True, text=True, check=True).stdout
+    return float(list(csv.DictReader(io.StringIO(out)))[-1]["p50_latency_ms"])
 
 
 def main():
@@ -96,9 +92,18 @@ def main():
                 print(f"{test:<6} {pipe:>2}  {m['direct'][0]:>9,.0f} {m['kvfleet'][0]:>9,.0f} {m['twemproxy'][0]:>9,.0f}  {rd:>9.2f} {rt:>7.2f}  "
                       f"{m['direct'][1]:.3f}/{m['kvfleet'][1]:.3f}/{m['twemproxy'][1]:.3f}  {m['direct'][2]:.3f}/{m['kvfleet'][2]:.3f}/{m['twemproxy'][2]:.3f}")
         print(f"kvfleet-proxy CPU seconds per million requests: {cpu[0] / cpu[1] * 1e6:.2f}")
+        hop = {n: [] for n in names}
+        for rnd in range(ROUNDS):
+            k = rnd % 3
+            for name in names[k:] + names[:k]:
+                hop[name].append(unloaded_p50(ports[name]))
+        hop = {n: statistics.median(v) * 1000 for n, v in hop.items()}
+        print(f"unloaded GET p50 (-c 1 -P 1, us): direct {hop['direct']:.0f}, kvfleet {hop['kvfleet']:.0f}, twemproxy {hop['twemproxy']:.0f}; "
+              f"added by kvfleet-proxy {hop['kvfleet'] - hop['direct']:.0f}, by twemproxy {hop['twemproxy'] - hop['direct']:.0f}")
         parts = [f"P={p}:vs_direct={statistics.median(r_direct[p]):.2f} vs_twemproxy={statistics.median(r_twem[p]):.2f}" for p in PIPES]
         if added:
-            parts.append(f"added_p50_P1_us={statistics.median(added):.0f}")
+            parts.append(f"added_p50_P1_c50_us={statistics.median(added):.0f}")
+        parts.append(f"added_p50_unloaded_us={hop['kvfleet'] - hop['direct']:.0f}")
         print("SUMMARY kvfleet-proxy: " + " ".join(parts))
     finally:
         for p in procs.values():

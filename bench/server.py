@@ -11,6 +11,9 @@ allocators kept). The last line is the summary.
 """
 import csv, io, os, statistics, subprocess, sys, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import cpu_seconds, rss, start  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 TESTS = os.environ.get("TESTS", "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,mset").split(",")
@@ -18,32 +21,12 @@ PIPES = [int(p) for p in os.environ.get("PIPES", "1,16").split(",")]
 # requests per run, sized for >= 5 s on this machine (2 shared cores)
 N = {1: int(os.environ.get("N1", "500000")), 16: int(os.environ.get("N16", "4000000"))}
 SLOW = {"lrange_100": 8, "mset": 4}  # these do more per request: fewer of them
-CLK = os.sysconf("SC_CLK_TCK")
 
 
-def start(cmd, port):
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        r = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True)
-        if r.stdout.strip() == "PONG":
-            return p
-        time.sleep(0.05)
-    p.kill()
-    sys.exit(f"server on {port} did not start: {cmd}")
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def cli(port, *args):

@@ -926,3 +926,153 @@ fn reads_prefer_a_healthy_same_zone_replica_and_fall_back_to_the_master() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_moved_reply_is_retried_once_at_the_address_it_names() {
+    let old = kvfleet_server(&[]);
+    let new = kvfleet_server(&[]);
+    assert_eq!(
+        new.client().cmd(&[b"SET", b"moved:k", b"there"]),
+        b"+OK\r\n"
+    );
+    // the old owner gives up every slot and points at the new one
+    let mut o = old.client();
+    assert_eq!(o.cmd(&[b"SLOTS", b"DISOWN", b"0-1023"]), b"+OK\r\n");
+    let addr = new.addr();
+    assert_eq!(
+        o.cmd(&[b"SLOTS", b"MOVED-ADDR", addr.as_bytes()]),
+        b"+OK\r\n"
+    );
+    let px = kvfleet_proxy(&[&old], &[]);
+    let mut c = px.client();
+    // routed to the old owner, redirected, answered by the new one
+    assert_eq!(c.cmd(&[b"GET", b"moved:k"]), b"$5\r\nthere\r\n");
+    assert_eq!(c.cmd(&[b"SET", b"moved:k2", b"v"]), b"+OK\r\n");
+    assert_eq!(new.client().cmd(&[b"GET", b"moved:k2"]), b"$1\r\nv\r\n");
+    // a second redirection is not followed: the client sees it
+    let mut n = new.client();
+    assert_eq!(n.cmd(&[b"SLOTS", b"DISOWN", b"0-1023"]), b"+OK\r\n");
+    assert_eq!(
+        n.cmd(&[b"SLOTS", b"MOVED-ADDR", old.addr().as_bytes()]),
+        b"+OK\r\n"
+    );
+    assert!(c.cmd(&[b"GET", b"moved:k"]).starts_with(b"-MOVED "));
+}
+
+#[test]
+fn clients_over_max_clients_are_refused_and_idle_ones_closed() {
+    let servers = three_servers();
+    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-lim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("proxy.toml");
+    std::fs::write(&cfg, "max_clients = 2\nclient_timeout = 1\n").unwrap();
+    let px = kvfleet_proxy(&refs(&servers), &["--config", cfg.to_str().unwrap()]);
+    let mut a = px.client();
+    assert_eq!(a.cmd(&[b"PING"]), b"+PONG\r\n");
+    let mut b = px.client();
+    assert_eq!(b.cmd(&[b"PING"]), b"+PONG\r\n");
+    let mut third = px.client();
+    assert_eq!(
+        third.read_reply().unwrap(),
+        b"-ERR max number of clients reached\r\n"
+    );
+    // idle clients are closed after client_timeout
+    let t = Instant::now();
+    assert!(a.closed(), "idle client not closed");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killing_a_backend_mid_traffic_never_sends_a_reply_to_the_wrong_client() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let mut servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let port = px.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (errors, values, late_ok) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let restarted = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (stop, errors, values, late_ok, restarted) = (
+                stop.clone(),
+                errors.clone(),
+                values.clone(),
+                late_ok.clone(),
+                restarted.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut c = RawClient::connect(port);
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
+                    // ten keys spread over every group, each written then read back
+                    let cmds: Vec<Vec<Vec<u8>>> = (0..10)
+                        .flat_map(|i| {
+                            let k = format!("w{w}:{n}:{i}").into_bytes();
+                            let v = format!("value-of-{w}-{n}-{i}").into_bytes();
+                            [
+                                vec![b"SET".to_vec(), k.clone(), v],
+                                vec![b"GET".to_vec(), k],
+                            ]
+                        })
+                        .collect();
+                    let replies = c.pipeline(&cmds);
+                    for (i, pair) in replies.chunks(2).enumerate() {
+                        let want = format!("value-of-{w}-{n}-{i}");
+                        let set_ok = pair[0] == b"+OK\r\n";
+                        assert!(
+                            set_ok || pair[0].starts_with(b"-ERR kvfleet-proxy: backend"),
+                            "SET: {:?}",
+                            String::from_utf8_lossy(&pair[0])
+                        );
+                        let get = String::from_utf8_lossy(&pair[1]).into_owned();
+                        if get.starts_with('$') && get != "$-1\r\n" {
+                            // a value can only ever be this client's own
+                            assert_eq!(
+                                get,
+                                format!("${}\r\n{want}\r\n", want.len()),
+                                "misdelivered reply"
+                            );
+                            values.fetch_add(1, Relaxed);
+                            if restarted.load(Relaxed) {
+                                late_ok.fetch_add(1, Relaxed);
+                            }
+                        } else {
+                            assert!(
+                                get == "$-1\r\n" || get.starts_with("-ERR kvfleet-proxy: backend"),
+                                "GET: {get:?}"
+                            );
+                            errors.fetch_add(1, Relaxed);
+                        }
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let victim = servers.remove(1);
+    let vport = victim.port;
+    drop(victim);
+    std::thread::sleep(Duration::from_millis(700));
+    let _back = kvfleet_server_on(vport, &[]);
+    restarted.store(true, Relaxed);
+    assert!(
+        eventually(Duration::from_secs(10), || late_ok.load(Relaxed) > 100),
+        "traffic did not recover"
+    );
+    stop.store(true, Relaxed);
+    for w in workers {
+        w.join().expect("worker saw a wrong reply");
+    }
+    assert!(
+        errors.load(Relaxed) > 0,
+        "the dead backend caused no errors"
+    );
+    assert!(values.load(Relaxed) > 1000);
+}

@@ -423,7 +423,13 @@ async fn serve(
     let mut last_progress = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_dns = Instant::now();
+    // Every sender gone (the server left the topology, or its client did):
+    // finish what is in flight, then close.
+    let mut closing = false;
     let result: Result<(), String> = 'conn: loop {
+        if closing && inflight.is_empty() && written == wbuf.len() {
+            return Ok(());
+        }
         tokio::select! {
             r = rd.read_buf(&mut rbuf) => {
                 match r {
@@ -451,8 +457,11 @@ async fn serve(
                     rbuf.reserve(64 * 1024);
                 }
             }
-            b = rx.recv(), if written == wbuf.len() => {
-                let Some(b) = b else { return Ok(()) };
+            b = rx.recv(), if written == wbuf.len() && !closing => {
+                let Some(b) = b else {
+                    closing = true;
+                    continue;
+                };
                 if inflight.is_empty() {
                     last_progress = Instant::now();
                 }

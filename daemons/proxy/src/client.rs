@@ -87,6 +87,8 @@ pub struct Client {
     subs: Option<Box<Subs>>,
     /// `read_policy = prefer-replica-same-zone`.
     replica_reads: bool,
+    /// Servers `-MOVED` sent us to lately.
+    redirects: Vec<Arc<Server>>,
 }
 
 /// A transaction being queued. It goes to one group as MULTI, the commands,
@@ -140,6 +142,7 @@ pub async fn serve(px: Arc<Proxy>, stream: TcpStream) {
         watch_slot: None,
         subs: None,
         replica_reads: px.cfg.read().read_policy == "prefer-replica-same-zone",
+        redirects: Vec::new(),
     };
     if let Err(e) = c.run(stream, rx).await {
         tracing::debug!(id, error = %e, "client closed");
@@ -312,6 +315,19 @@ impl Client {
                 self.batches.push((server, b));
             }
         }
+    }
+
+    /// The server a `-MOVED` names, kept for the next redirections (a few).
+    fn redirect(&mut self, addr: &str) -> Arc<Server> {
+        if let Some(s) = self.redirects.iter().find(|s| s.addr == addr) {
+            return s.clone();
+        }
+        let s = self.px.backends.get(addr);
+        if self.redirects.len() >= 8 {
+            self.redirects.remove(0);
+        }
+        self.redirects.push(s.clone());
+        s
     }
 
     /// Whether this command must run alone: it goes to a private connection.
@@ -897,7 +913,7 @@ impl Client {
                 {
                     p.retried = true;
                     let raw = p.raw.clone();
-                    let server = self.px.backends.get(&addr);
+                    let server = self.redirect(&addr);
                     self.forward(server, &raw, r.seq, 0);
                     self.px.auto_reload();
                     return;

@@ -62,6 +62,9 @@ pub struct Proc {
     pub child: Child,
     pub port: u16,
     pub name: String,
+    /// A working directory of its own, removed on drop (redis-server writes
+    /// RDB files there; a shared one would leak data between tests).
+    pub dir: Option<PathBuf>,
 }
 
 impl Proc {
@@ -87,6 +90,9 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
@@ -128,6 +134,7 @@ fn spawn_ready(name: &str, make: impl Fn(u16) -> Command) -> Proc {
             child,
             port,
             name: name.into(),
+            dir: None,
         };
         if wait_ready(&mut p) {
             return p;
@@ -149,6 +156,7 @@ pub fn kvfleet_server_on(port: u16, extra: &[&str]) -> Proc {
         child,
         port,
         name: "kvfleet-server".into(),
+        dir: None,
     };
     assert!(
         wait_ready(&mut p),
@@ -187,9 +195,15 @@ pub fn kvfleet_proxy(backends: &[&Proc], extra: &[&str]) -> Proc {
 
 /// Debian's `redis-server` on a free port, persistence off, with extra `--name value` flags.
 pub fn redis_server(extra: &[&str]) -> Proc {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    let dir = std::env::temp_dir();
-    spawn_ready("redis-server", |port| {
+    let dir = std::env::temp_dir().join(format!(
+        "kvfleet-redis-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("redis-server dir");
+    let mut p = spawn_ready("redis-server", |port| {
         let mut c = Command::new("redis-server");
         c.args([
             "--port",
@@ -206,7 +220,9 @@ pub fn redis_server(extra: &[&str]) -> Proc {
         .arg(&dir)
         .args(&extra);
         c
-    })
+    });
+    p.dir = Some(dir);
+    p
 }
 
 pub fn have_redis_server() -> bool {

@@ -283,16 +283,7 @@ impl Entry {
     pub fn encoding(&self) -> &'static str {
         match &self.0 {
             Repr::Boxed(f) if matches!(f.value, Value::Str(_)) => "raw",
-            Repr::Packed(_) => {
-                let s = self.str().expect("string");
-                if s.len() <= 20 && crate::util::parse_i64(s).is_some() {
-                    "int"
-                } else if s.len() <= 44 {
-                    "embstr"
-                } else {
-                    "raw"
-                }
-            }
+            Repr::Packed(_) => super::value::str_encoding(self.str().expect("string")),
             Repr::Boxed(f) => f.value.encoding(),
         }
     }

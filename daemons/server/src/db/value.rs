@@ -20,6 +20,17 @@ pub const SMALL_INTSET: usize = 512;
 pub const SMALL_ZSET: usize = 128;
 pub const SMALL_LIST: usize = 128;
 
+/// A string's `OBJECT ENCODING` by Redis 7.0's rules for a freshly set value.
+pub fn str_encoding(s: &[u8]) -> &'static str {
+    if s.len() <= 20 && crate::util::parse_i64(s).is_some() {
+        "int"
+    } else if s.len() <= 44 {
+        "embstr"
+    } else {
+        "raw"
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Value {
     Str(Vec<u8>),
@@ -43,15 +54,7 @@ impl Value {
     /// What `OBJECT ENCODING` says, following Redis 7.0's thresholds.
     pub fn encoding(&self) -> &'static str {
         match self {
-            Value::Str(s) => {
-                if s.len() <= 20 && crate::util::parse_i64(s).is_some() {
-                    "int"
-                } else if s.len() <= 44 {
-                    "embstr"
-                } else {
-                    "raw"
-                }
-            }
+            Value::Str(s) => str_encoding(s),
             Value::Hash(h) => {
                 if h.len() <= SMALL_HASH && h.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) {
                     "listpack"
