@@ -313,6 +313,27 @@ fn reload_swaps_the_topology_and_refuses_a_lower_epoch() {
         String::from_utf8_lossy(&r)
     );
     assert_eq!(c.call(&["PROXY", "EPOCH"]), Frame::Integer(6));
+    // SIGHUP re-reads the file too; a DNS name works as a master address
+    let named = format!("localhost:{}", servers[0].port);
+    write(7, &named, &servers[1].addr());
+    let pid = px.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || c.call(&["PROXY", "EPOCH"])
+            == Frame::Integer(7)),
+        "SIGHUP did not reload"
+    );
+    c.cmd(&[b"SET", key.as_bytes(), b"z"]);
+    assert_eq!(
+        servers[0].client().cmd(&[b"GET", key.as_bytes()]),
+        b"$1\r\nz\r\n"
+    );
     // a broken file is refused with the reason
     std::fs::write(
         &path,
