@@ -1174,3 +1174,46 @@ fn reloads_under_load_keep_every_client_answered_and_in_order() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn stream_reads_route_by_their_keys_and_xread_block_wakes_on_xadd() {
+    let servers: Vec<Proc> = (0..2).map(|_| redis_server(&[])).collect();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut c = px.client();
+    let Frame::Bulk(id) = c.call(&["XADD", "events", "*", "f", "v"]) else {
+        panic!("XADD")
+    };
+    let Frame::Array(r) = c.call(&["XREAD", "COUNT", "5", "STREAMS", "events", "0"]) else {
+        panic!("XREAD")
+    };
+    assert_eq!(r.len(), 1, "one stream in the reply");
+    assert!(format!("{r:?}").contains(&String::from_utf8_lossy(&id).to_string()));
+    assert!(
+        c.cmd(&[b"XREAD", b"STREAMS", b"a", b"b", b"0", b"0"])
+            .starts_with(b"-CROSSSLOT")
+    );
+    let mut waiter = px.client();
+    waiter.send(&kvfleet_harness::encode_cmd(&[
+        b"XREAD", b"BLOCK", b"0", b"STREAMS", b"jobs", b"$",
+    ]));
+    // wait until a backend has parked it (no sleeping on a guess)
+    let blocked = || {
+        servers.iter().any(|b| {
+            let Frame::Bulk(t) = b.client().call(&["INFO", "clients"]) else {
+                return false;
+            };
+            String::from_utf8_lossy(&t).contains("blocked_clients:1")
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(5), blocked),
+        "XREAD never blocked"
+    );
+    assert!(c.call(&["XADD", "jobs", "*", "n", "1"]) != Frame::Null);
+    let r = waiter.read_reply().unwrap();
+    assert!(
+        r.starts_with(b"*1\r\n*2\r\n$4\r\njobs\r\n"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+}

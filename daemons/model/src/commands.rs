@@ -56,6 +56,12 @@ pub enum Keys {
         fixed: u8,
         numkeys_at: u8,
     },
+    /// XREAD / XREADGROUP: after the `STREAMS` keyword (searched from
+    /// argument `from`, past XREADGROUP's group and consumer names), the
+    /// first half of the remaining arguments are keys, the second their IDs.
+    Streams {
+        from: u8,
+    },
 }
 
 #[derive(Debug)]
@@ -88,6 +94,8 @@ impl CommandSpec {
         match self.keys {
             Keys::None => (0, 0, 0),
             Keys::Range { first, last, step } => (first as i64, last as i64, step as i64),
+            // Redis reports XREAD's keys through key specs, not first/last/step
+            Keys::Streams { .. } => (0, 0, 0),
             Keys::NumKeys { fixed, .. } => {
                 if fixed > 0 {
                     (fixed as i64, fixed as i64, 1)
@@ -116,6 +124,19 @@ impl CommandSpec {
                     out.push(i as usize);
                     i += step as i64;
                 }
+            }
+            Keys::Streams { from } => {
+                let from = from as usize;
+                let Some(at) = args
+                    .iter()
+                    .skip(from)
+                    .position(|a| a.eq_ignore_ascii_case(b"streams"))
+                    .map(|p| p + from + 1)
+                else {
+                    return;
+                };
+                let rest = args.len().saturating_sub(at);
+                out.extend(at..at + rest / 2);
             }
             Keys::NumKeys { fixed, numkeys_at } => {
                 if fixed > 0 && (fixed as i64) < n {
@@ -604,6 +625,20 @@ pub static EXTRA_COMMANDS: &[CommandSpec] = &[
     cmd!("xautoclaim", -6, WRITE | FAST, K1, "stream"),
     cmd!("xinfo", -2, READONLY, k(2, 2, 1), "stream"),
     cmd!("xgroup", -2, WRITE, k(2, 2, 1), "stream"),
+    cmd!(
+        "xread",
+        -4,
+        READONLY | BLOCKING,
+        Keys::Streams { from: 1 },
+        "stream"
+    ),
+    cmd!(
+        "xreadgroup",
+        -7,
+        WRITE | BLOCKING,
+        Keys::Streams { from: 4 },
+        "stream"
+    ),
     cmd!("geoadd", -5, WRITE | DENYOOM, K1, "geo"),
     cmd!("geodist", -4, READONLY, K1, "geo"),
     cmd!("geohash", -2, READONLY, K1, "geo"),
@@ -662,6 +697,36 @@ mod tests {
                 .iter()
                 .all(|c| c.name == c.name.to_ascii_lowercase())
         );
+    }
+
+    #[test]
+    fn stream_reads_take_the_first_half_after_streams_as_keys() {
+        let mut out = Vec::new();
+        let xread = EXTRA_COMMANDS.iter().find(|c| c.name == "xread").unwrap();
+        let args: Vec<&[u8]> = vec![b"XREAD", b"COUNT", b"2", b"STREAMS", b"a", b"b", b"0", b"0"];
+        xread.key_indexes(&args, &mut out);
+        assert_eq!(out, [4, 5]);
+        out.clear();
+        // a group or consumer named "streams" before the keyword does not confuse it
+        let args: Vec<&[u8]> = vec![b"XREAD", b"STREAMS", b"streams", b"$"];
+        xread.key_indexes(&args, &mut out);
+        assert_eq!(out, [2]);
+        out.clear();
+        let group = EXTRA_COMMANDS
+            .iter()
+            .find(|c| c.name == "xreadgroup")
+            .unwrap();
+        let args: Vec<&[u8]> = vec![
+            b"XREADGROUP",
+            b"GROUP",
+            b"streams",
+            b"c",
+            b"STREAMS",
+            b"k",
+            b">",
+        ];
+        group.key_indexes(&args, &mut out);
+        assert_eq!(out, [5]);
     }
 
     #[test]
