@@ -817,6 +817,10 @@ fn info_slowlog_and_metrics_report_per_command_latency() {
     for f in ["p50=", "p99=", "p99.9=", "p99.99=", "max="] {
         assert!(get.contains(f), "{f} missing in {get}");
     }
+    let Frame::Bulk(stats) = c.call(&["INFO", "stats"]) else {
+        panic!("INFO")
+    };
+    assert!(String::from_utf8_lossy(&stats).contains("instantaneous_ops_per_sec:"));
     let Frame::Bulk(backends) = c.call(&["INFO", "backends"]) else {
         panic!("INFO")
     };

@@ -140,6 +140,14 @@ fn run(cfg: Config, topo: Topology, path: Option<PathBuf>) -> anyhow::Result<()>
         px.port.store(local.port() as u64, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(reload_on_sighup(px.clone()));
         tokio::spawn(kvfleet_proxy::replicas::check_loop(px.clone()));
+        let sampler = px.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                sampler.stats.sample_ops();
+            }
+        });
         if let Some(l) = metrics {
             tracing::info!(addr = %l.local_addr()?, "serving /metrics");
             tokio::spawn(kvfleet_proxy::metrics::serve(px.clone(), l));

@@ -56,6 +56,12 @@ pub fn render(px: &Proxy) -> String {
         "Client connections open",
         px.clients.lock().len() as i64,
     );
+    gauge(
+        &mut reg,
+        "ops_per_sec",
+        "Commands per second, mean of the last 1.6 s",
+        s.ops_per_sec.load(Relaxed) as i64,
+    );
     counter(
         &mut reg,
         "connections_received",

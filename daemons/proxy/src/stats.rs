@@ -86,6 +86,10 @@ pub struct Stats {
     pub net_out: AtomicU64,
     pub slowlog: Mutex<VecDeque<SlowEntry>>,
     pub slowlog_next_id: AtomicU64,
+    /// Commands per second over the last ~1.6 s, as Redis's
+    /// `instantaneous_ops_per_sec` (see [`Stats::sample_ops`]).
+    pub ops_per_sec: AtomicU64,
+    ops_samples: Mutex<(u64, VecDeque<u64>)>,
 }
 
 thread_local! {
@@ -109,6 +113,8 @@ impl Stats {
             net_out: AtomicU64::new(0),
             slowlog: Mutex::new(VecDeque::new()),
             slowlog_next_id: AtomicU64::new(0),
+            ops_per_sec: AtomicU64::new(0),
+            ops_samples: Mutex::new((0, VecDeque::new())),
         }
     }
 
@@ -171,6 +177,31 @@ impl Stats {
         bucket_top(i)
     }
 
+    /// Commands answered so far, all commands.
+    pub fn total_calls(&self) -> u64 {
+        self.shards
+            .iter()
+            .flat_map(|s| s.cmds.iter())
+            .map(|c| c.calls.load(Relaxed))
+            .sum()
+    }
+
+    /// Called every 100 ms: keeps 16 samples of the rate, like Redis's
+    /// `trackInstantaneousMetric`, and publishes their mean.
+    pub fn sample_ops(&self) {
+        let total = self.total_calls();
+        let mut g = self.ops_samples.lock();
+        let (last, samples) = &mut *g;
+        let rate = total.saturating_sub(*last) * 10;
+        *last = total;
+        samples.push_back(rate);
+        if samples.len() > 16 {
+            samples.pop_front();
+        }
+        let mean = samples.iter().sum::<u64>() / samples.len() as u64;
+        self.ops_per_sec.store(mean, Relaxed);
+    }
+
     pub fn reset(&self) {
         for sh in &self.shards {
             for c in &sh.cmds {
@@ -221,6 +252,18 @@ mod tests {
             assert!(bucket_top(b) <= us + us / 8 + 1, "{us}: bucket too coarse");
             last = b;
         }
+    }
+
+    #[test]
+    fn ops_per_sec_is_the_mean_of_recent_100ms_samples() {
+        let s = Stats::new(2);
+        for _ in 0..50 {
+            s.record(1, 10, false);
+        }
+        s.sample_ops();
+        assert_eq!(s.ops_per_sec.load(Relaxed), 500);
+        s.sample_ops(); // a quiet 100 ms halves the mean
+        assert_eq!(s.ops_per_sec.load(Relaxed), 250);
     }
 
     #[test]
