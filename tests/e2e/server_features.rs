@@ -713,3 +713,39 @@ fn lfu_eviction_keeps_frequently_read_keys_and_object_freq_counts_reads() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_watched_key_that_expires_aborts_exec_as_in_redis() {
+    let ours = kvfleet_server(&[]);
+    let redis = kvfleet_harness::redis_server(&[]);
+    for p in [&ours, &redis] {
+        let mut c = p.client();
+        let mut other = p.client();
+        assert_eq!(
+            c.cmd(&[b"SET", b"w", b"v", b"PX", b"100"]),
+            b"+OK\r\n",
+            "{}",
+            p.name
+        );
+        assert_eq!(c.cmd(&[b"WATCH", b"w", b"never"]), b"+OK\r\n");
+        assert!(
+            eventually(Duration::from_secs(5), || other.cmd(&[b"PTTL", b"w"])
+                == b":-2\r\n"),
+            "{}: key did not expire",
+            p.name
+        );
+        assert_eq!(c.cmd(&[b"MULTI"]), b"+OK\r\n");
+        assert_eq!(c.cmd(&[b"SET", b"x", b"1"]), b"+QUEUED\r\n");
+        assert_eq!(
+            c.cmd(&[b"EXEC"]),
+            b"*-1\r\n",
+            "{}: EXEC after expiry",
+            p.name
+        );
+        // a watched key that was missing and still is does not abort
+        assert_eq!(c.cmd(&[b"WATCH", b"never"]), b"+OK\r\n");
+        assert_eq!(c.cmd(&[b"MULTI"]), b"+OK\r\n");
+        assert_eq!(c.cmd(&[b"SET", b"x", b"1"]), b"+QUEUED\r\n");
+        assert_eq!(c.cmd(&[b"EXEC"]), b"*1\r\n+OK\r\n", "{}", p.name);
+    }
+}

@@ -74,7 +74,9 @@ pub struct ConnState {
     pub multi: Option<Vec<Vec<Box<[u8]>>>>,
     pub multi_err: bool,
     pub in_exec: bool,
-    pub watched: Vec<Box<[u8]>>,
+    /// WATCHed keys, and whether each was live then (so EXEC can tell
+    /// that one has since expired, which aborts it as in Redis 7.0).
+    pub watched: Vec<(Box<[u8]>, bool)>,
     pub watch_dirty: Arc<AtomicBool>,
     pub channels: IndexSet<Box<[u8]>>,
     pub patterns: IndexSet<Box<[u8]>>,

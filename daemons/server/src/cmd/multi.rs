@@ -42,10 +42,11 @@ pub fn watch(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         return Err(err("ERR WATCH inside MULTI is not allowed"));
     }
     for k in &a[1..] {
-        if ctx.conn.watched.iter().any(|w| &w[..] == *k) {
+        if ctx.conn.watched.iter().any(|w| &w.0[..] == *k) {
             continue;
         }
-        ctx.conn.watched.push((*k).into());
+        let live = ctx.db.peek(k).is_some();
+        ctx.conn.watched.push(((*k).into(), live));
         ctx.srv
             .watches
             .keys
@@ -68,7 +69,7 @@ pub fn unwatch(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
 pub fn unwatch_all(srv: &Server, conn: &mut ConnState) {
     if !conn.watched.is_empty() {
         let mut keys = srv.watches.keys.lock();
-        for k in conn.watched.drain(..) {
+        for (k, _) in conn.watched.drain(..) {
             if let Some(v) = keys.get_mut(&k) {
                 v.retain(|f| !Arc::ptr_eq(f, &conn.watch_dirty));
                 if v.is_empty() {
@@ -86,6 +87,16 @@ pub fn exec_placeholder(_ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
     Err(err("ERR EXEC without MULTI"))
 }
 
+/// A key that was live at WATCH and is gone now without a write signalling
+/// it: it expired (lazily or by the active cycle). Redis 7.0 aborts EXEC then.
+fn watched_key_expired(srv: &Server, conn: &ConnState) -> bool {
+    let now = crate::util::now_ms();
+    conn.watched.iter().filter(|(_, live)| *live).any(|(k, _)| {
+        let slot = srv.db.slots[kvfleet_model::slot(k) as usize].lock();
+        slot.map.get(k).is_none_or(|e| e.expired(now))
+    })
+}
+
 pub fn exec(srv: &Server, conn: &mut ConnState, out: &mut BytesMut) {
     let Some(queue) = conn.multi.take() else {
         encode::error(out, b"ERR EXEC without MULTI");
@@ -100,7 +111,7 @@ pub fn exec(srv: &Server, conn: &mut ConnState, out: &mut BytesMut) {
         );
         return;
     }
-    if conn.watch_dirty.load(Relaxed) {
+    if conn.watch_dirty.load(Relaxed) || watched_key_expired(srv, conn) {
         unwatch_all(srv, conn);
         encode::null_array(out, conn.resp3);
         return;
