@@ -1221,3 +1221,33 @@ fn stream_reads_route_by_their_keys_and_xread_block_wakes_on_xadd() {
         String::from_utf8_lossy(&r)
     );
 }
+
+#[test]
+fn client_commands_name_list_and_kill_proxy_clients() {
+    let servers = three_servers();
+    let px = kvfleet_proxy(&refs(&servers), &[]);
+    let mut a = px.client();
+    let mut b = px.client();
+    assert_eq!(a.cmd(&[b"CLIENT", b"SETNAME", b"worker-a"]), b"+OK\r\n");
+    assert_eq!(a.cmd(&[b"CLIENT", b"GETNAME"]), b"$8\r\nworker-a\r\n");
+    let Frame::Integer(id) = a.call(&["CLIENT", "ID"]) else {
+        panic!("CLIENT ID")
+    };
+    let Frame::Bulk(list) = b.call(&["CLIENT", "LIST"]) else {
+        panic!("CLIENT LIST")
+    };
+    let list = String::from_utf8_lossy(&list).into_owned();
+    assert!(
+        list.contains(&format!("id={id} ")) && list.contains("name=worker-a"),
+        "{list}"
+    );
+    assert_eq!(
+        b.call(&["CLIENT", "KILL", "ID", &id.to_string()]),
+        Frame::Integer(1)
+    );
+    assert!(a.closed(), "killed client still connected");
+    assert_eq!(
+        b.cmd(&[b"CLIENT", b"KILL", b"ID", b"999999"]),
+        b"-ERR No such client\r\n"
+    );
+}

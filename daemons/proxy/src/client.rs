@@ -158,6 +158,10 @@ impl Client {
     ) -> std::io::Result<()> {
         let mut inbuf = BytesMut::with_capacity(READ_BUF);
         let mut parser = RequestParser::new();
+        // one waiter registration for the connection's life, not one per batch
+        let info = self.info.clone();
+        let kill = info.kill.notified();
+        tokio::pin!(kill);
         let (max_pending, timeout) = {
             let cfg = self.px.cfg.read();
             (cfg.max_pending, cfg.client_timeout)
@@ -260,7 +264,7 @@ impl Client {
                         self.on_reply(r);
                     }
                 }
-                _ = self.info.kill.notified() => return Ok(()),
+                _ = &mut kill => return Ok(()),
                 _ = idle, if self.pending.is_empty() => return Ok(()),
             }
         }
