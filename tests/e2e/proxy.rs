@@ -1251,3 +1251,37 @@ fn client_commands_name_list_and_kill_proxy_clients() {
         b"-ERR No such client\r\n"
     );
 }
+
+#[test]
+fn a_client_that_never_reads_is_closed_at_max_pending_bytes() {
+    let servers = three_servers();
+    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-obuf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("proxy.toml");
+    std::fs::write(&cfg, "max_pending_bytes = 4194304\n").unwrap();
+    let px = kvfleet_proxy(&refs(&servers), &["--config", cfg.to_str().unwrap()]);
+    let mut c = px.client();
+    let big = vec![b'b'; 1 << 20];
+    assert_eq!(c.cmd(&[b"SET", b"big", &big]), b"+OK\r\n");
+    // 300 MB of replies asked for, none read
+    let mut flood = std::net::TcpStream::connect(("127.0.0.1", px.port)).unwrap();
+    use std::io::Write;
+    let get = kvfleet_harness::encode_cmd(&[b"GET", b"big"]);
+    for _ in 0..300 {
+        if flood.write_all(&get).is_err() {
+            break;
+        }
+    }
+    let closed = || {
+        let Frame::Bulk(t) = c.call(&["INFO", "stats"]) else {
+            return false;
+        };
+        String::from_utf8_lossy(&t).contains("client_output_buffer_limit_disconnections:1")
+    };
+    assert!(
+        eventually(Duration::from_secs(10), closed),
+        "flooding client not closed"
+    );
+    assert_eq!(c.cmd(&[b"PING"]), b"+PONG\r\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

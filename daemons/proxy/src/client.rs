@@ -156,15 +156,22 @@ impl Client {
         mut stream: TcpStream,
         mut rx: mpsc::UnboundedReceiver<Reply>,
     ) -> std::io::Result<()> {
+        let (mut rd, mut wr) = stream.split();
+        // bytes of `out` already written; replies keep arriving meanwhile
+        let mut written = 0usize;
         let mut inbuf = BytesMut::with_capacity(READ_BUF);
         let mut parser = RequestParser::new();
         // one waiter registration for the connection's life, not one per batch
         let info = self.info.clone();
         let kill = info.kill.notified();
         tokio::pin!(kill);
-        let (max_pending, timeout) = {
+        let (max_pending, timeout, max_bytes) = {
             let cfg = self.px.cfg.read();
-            (cfg.max_pending, cfg.client_timeout)
+            let max_bytes = match cfg.max_pending_bytes {
+                0 => usize::MAX,
+                n => n,
+            };
+            (cfg.max_pending, cfg.client_timeout, max_bytes)
         };
         loop {
             let v = self.px.routing.version();
@@ -229,15 +236,20 @@ impl Client {
             // Replies of one read go out in one write: wait for the rest of
             // the batch (split over groups, they arrive piecemeal) unless a
             // deep pipeline has already piled up plenty.
-            if !self.out.is_empty() && (self.pending.is_empty() || self.out.len() >= FLUSH_AT) {
-                stream.write_all(&self.out).await?;
-                self.px
-                    .stats
-                    .net_out
-                    .fetch_add(self.out.len() as u64, Relaxed);
-                self.out.clear();
+            let want_write = written < self.out.len()
+                && (self.pending.is_empty() || self.out.len() >= FLUSH_AT || written > 0);
+            if self.out.len() - written > max_bytes {
+                // a client that does not read its replies: Redis's output
+                // buffer limit, applied to what waits here for it
+                tracing::warn!(
+                    id = self.id,
+                    bytes = self.out.len() - written,
+                    "client over max_pending_bytes; closing"
+                );
+                self.px.stats.output_limit_kills.fetch_add(1, Relaxed);
+                return Ok(());
             }
-            if self.close && self.pending.is_empty() {
+            if self.close && self.pending.is_empty() && written == self.out.len() {
                 return Ok(());
             }
             let idle = async {
@@ -246,9 +258,21 @@ impl Client {
                     t => tokio::time::sleep(std::time::Duration::from_secs(t)).await,
                 }
             };
-            let can_read = self.pending.len() < max_pending && !self.close && !self.barrier;
+            let can_read = self.pending.len() < max_pending
+                && !self.close
+                && !self.barrier
+                && self.out.len() - written < 4 * FLUSH_AT;
             tokio::select! {
-                r = stream.read_buf(&mut inbuf), if can_read => {
+                r = wr.write(&self.out[written..]), if want_write => {
+                    let n = r?;
+                    written += n;
+                    self.px.stats.net_out.fetch_add(n as u64, Relaxed);
+                    if written == self.out.len() {
+                        self.out.clear();
+                        written = 0;
+                    }
+                }
+                r = rd.read_buf(&mut inbuf), if can_read => {
                     let n = r?;
                     if n == 0 {
                         return Ok(());
@@ -265,7 +289,7 @@ impl Client {
                     }
                 }
                 _ = &mut kill => return Ok(()),
-                _ = idle, if self.pending.is_empty() => return Ok(()),
+                _ = idle, if self.pending.is_empty() && self.out.is_empty() => return Ok(()),
             }
         }
     }

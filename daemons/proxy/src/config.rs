@@ -35,6 +35,9 @@ pub struct Config {
     /// Requests one client may have in flight before the proxy stops reading
     /// from it (backpressure). Default 10000.
     pub max_pending: usize,
+    /// A client whose replies waiting in the proxy exceed this many bytes
+    /// (it sends but does not read) is closed; 0 means no limit. Default 256 MiB.
+    pub max_pending_bytes: usize,
     /// Close clients idle this many seconds; 0 means never. Default 0.
     pub client_timeout: u64,
     /// A backend connection with requests in flight and no reply for this
@@ -81,6 +84,7 @@ impl Default for Config {
             conns_per_backend: DEFAULT_CONNS_PER_BACKEND,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_pending: DEFAULT_MAX_PENDING,
+            max_pending_bytes: 256 << 20,
             client_timeout: 0,
             backend_timeout_ms: DEFAULT_BACKEND_TIMEOUT_MS,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,

@@ -416,12 +416,13 @@ pub fn info(c: &Client, sections: &[&[u8]]) -> String {
         let total = s.total_calls();
         let _ = write!(
             o,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{total}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nbackend_errors:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{total}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nbackend_errors:{}\r\n\r\n",
             s.connections_received.load(Relaxed),
             s.ops_per_sec.load(Relaxed),
             s.net_in.load(Relaxed),
             s.net_out.load(Relaxed),
             s.rejected_connections.load(Relaxed),
+            s.output_limit_kills.load(Relaxed),
             s.backend_errors.load(Relaxed),
         );
     }

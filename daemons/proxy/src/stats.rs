@@ -82,6 +82,8 @@ pub struct Stats {
     pub connections_received: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub backend_errors: AtomicU64,
+    /// Clients closed for holding more than `max_pending_bytes` of replies.
+    pub output_limit_kills: AtomicU64,
     pub net_in: AtomicU64,
     pub net_out: AtomicU64,
     pub slowlog: Mutex<VecDeque<SlowEntry>>,
@@ -109,6 +111,7 @@ impl Stats {
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             backend_errors: AtomicU64::new(0),
+            output_limit_kills: AtomicU64::new(0),
             net_in: AtomicU64::new(0),
             net_out: AtomicU64::new(0),
             slowlog: Mutex::new(VecDeque::new()),
