@@ -274,8 +274,8 @@ fn a_dead_backend_gives_errors_not_hangs_and_traffic_recovers() {
 #[test]
 fn reload_swaps_the_topology_and_refuses_a_lower_epoch() {
     let servers: Vec<Proc> = (0..2).map(|_| kvfleet_server(&[])).collect();
-    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-topo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kvfleet_harness::TempDir::new("proxy-topo");
+    let dir = tmp.path();
     let path = dir.join("topology.toml");
     let write = |epoch: u64, a: &str, b: &str| {
         let t = format!(
@@ -346,7 +346,6 @@ fn reload_swaps_the_topology_and_refuses_a_lower_epoch() {
         "{}",
         String::from_utf8_lossy(&r)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -788,8 +787,8 @@ fn resp3_subscribers_get_push_frames_between_replies() {
 #[test]
 fn info_slowlog_and_metrics_report_per_command_latency() {
     let servers = three_servers();
-    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kvfleet_harness::TempDir::new("proxy-cfg");
+    let dir = tmp.path();
     let cfg = dir.join("proxy.toml");
     // every command is "slow", so the slow log fills
     std::fs::write(&cfg, "slowlog_log_slower_than = 0\nslowlog_max_len = 5\n").unwrap();
@@ -865,7 +864,6 @@ fn info_slowlog_and_metrics_report_per_command_latency() {
         body.contains("kvfleet_proxy_backend_connections{"),
         "{body}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn get_calls(p: &Proc) -> u64 {
@@ -883,8 +881,8 @@ fn get_calls(p: &Proc) -> u64 {
 fn reads_prefer_a_healthy_same_zone_replica_and_fall_back_to_the_master() {
     let master = redis_server(&[]);
     let replica = redis_server(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
-    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-zone-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kvfleet_harness::TempDir::new("proxy-zone");
+    let dir = tmp.path();
     let topo = dir.join("topology.toml");
     std::fs::write(
         &topo,
@@ -949,7 +947,6 @@ fn reads_prefer_a_healthy_same_zone_replica_and_fall_back_to_the_master() {
         }),
         "reads did not fall back to the master"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -987,8 +984,8 @@ fn a_moved_reply_is_retried_once_at_the_address_it_names() {
 #[test]
 fn clients_over_max_clients_are_refused_and_idle_ones_closed() {
     let servers = three_servers();
-    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-lim-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kvfleet_harness::TempDir::new("proxy-lim");
+    let dir = tmp.path();
     let cfg = dir.join("proxy.toml");
     std::fs::write(&cfg, "max_clients = 2\nclient_timeout = 1\n").unwrap();
     let px = kvfleet_proxy(&refs(&servers), &["--config", cfg.to_str().unwrap()]);
@@ -1005,7 +1002,6 @@ fn clients_over_max_clients_are_refused_and_idle_ones_closed() {
     let t = Instant::now();
     assert!(a.closed(), "idle client not closed");
     assert!(t.elapsed() < Duration::from_secs(5));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -1107,8 +1103,8 @@ fn reloads_under_load_keep_every_client_answered_and_in_order() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
     let servers: Vec<Proc> = (0..2).map(|_| kvfleet_server(&[])).collect();
-    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-rl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kvfleet_harness::TempDir::new("proxy-rl");
+    let dir = tmp.path();
     let path = dir.join("topology.toml");
     let write = |epoch: u64, a: &str, b: &str| {
         let t = format!(
@@ -1176,7 +1172,6 @@ fn reloads_under_load_keep_every_client_answered_and_in_order() {
     for w in workers {
         w.join().expect("a worker saw a reply that was not its own");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -1255,8 +1250,8 @@ fn client_commands_name_list_and_kill_proxy_clients() {
 #[test]
 fn a_client_that_never_reads_is_closed_at_max_pending_bytes() {
     let servers = three_servers();
-    let dir = std::env::temp_dir().join(format!("kvfleet-proxy-obuf-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kvfleet_harness::TempDir::new("proxy-obuf");
+    let dir = tmp.path();
     let cfg = dir.join("proxy.toml");
     std::fs::write(&cfg, "max_pending_bytes = 4194304\n").unwrap();
     let px = kvfleet_proxy(&refs(&servers), &["--config", cfg.to_str().unwrap()]);
@@ -1283,5 +1278,4 @@ fn a_client_that_never_reads_is_closed_at_max_pending_bytes() {
         "flooding client not closed"
     );
     assert_eq!(c.cmd(&[b"PING"]), b"+PONG\r\n");
-    let _ = std::fs::remove_dir_all(&dir);
 }

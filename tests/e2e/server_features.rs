@@ -550,8 +550,8 @@ fn slowlog_info_and_client_commands_report_what_happened() {
 
 #[test]
 fn config_file_is_read_and_bad_config_exits_64_before_binding() {
-    let dir = std::env::temp_dir().join(format!("kvfleet-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kvfleet_harness::TempDir::new("cfg");
+    let dir = tmp.path();
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "maxmemory_policy = \"sometimes\"\n").unwrap();
     let st = std::process::Command::new(kvfleet_harness::binary("kvfleet-server"))
@@ -569,7 +569,6 @@ fn config_file_is_read_and_bad_config_exits_64_before_binding() {
         c.call(&["CONFIG", "GET", "maxmemory"]),
         Frame::Array(vec![bulk("maxmemory"), bulk("123456789")])
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

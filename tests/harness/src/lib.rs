@@ -57,6 +57,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A directory of its own under the system temp dir, removed on drop (also
+/// when the test fails), for config files and server working directories.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("kvfleet-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A spawned process, killed (SIGKILL) and reaped on drop.
 pub struct Proc {
     pub child: Child,
@@ -64,7 +88,7 @@ pub struct Proc {
     pub name: String,
     /// A working directory of its own, removed on drop (redis-server writes
     /// RDB files there; a shared one would leak data between tests).
-    pub dir: Option<PathBuf>,
+    pub dir: Option<TempDir>,
 }
 
 impl Proc {
@@ -90,9 +114,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(d) = &self.dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
     }
 }
 
@@ -195,14 +216,9 @@ pub fn kvfleet_proxy(backends: &[&Proc], extra: &[&str]) -> Proc {
 
 /// Debian's `redis-server` on a free port, persistence off, with extra `--name value` flags.
 pub fn redis_server(extra: &[&str]) -> Proc {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    let dir = std::env::temp_dir().join(format!(
-        "kvfleet-redis-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("redis-server dir");
+    let tmp = TempDir::new("redis");
+    let dir = tmp.path().to_path_buf();
     let mut p = spawn_ready("redis-server", |port| {
         let mut c = Command::new("redis-server");
         c.args([
@@ -221,7 +237,7 @@ pub fn redis_server(extra: &[&str]) -> Proc {
         .args(&extra);
         c
     });
-    p.dir = Some(dir);
+    p.dir = Some(tmp);
     p
 }
 
