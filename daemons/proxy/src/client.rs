@@ -330,19 +330,16 @@ impl Client {
         self.reply(cmd, |o, _| encode::error(o, msg.as_bytes()));
     }
 
-    fn forward(&mut self, server: Arc<Server>, data: &[u8], seq: u64, part: u32) {
-        match self
-            .batches
-            .iter_mut()
-            .find(|(s, _)| Arc::ptr_eq(s, &server))
-        {
-            Some((_, b)) => b.push(data, seq, part),
-            None => {
-                let mut b = Batch::new(self.tx.clone());
-                b.push(data, seq, part);
-                self.batches.push((server, b));
-            }
-        }
+    /// Adds a command to this read's batch for `server` (the `Arc` is cloned
+    /// once per batch, not per command: its count is shared across threads).
+    fn forward(&mut self, server: &Arc<Server>, data: &[u8], seq: u64, part: u32) {
+        batch_for(&mut self.batches, &self.tx, server).push(data, seq, part);
+    }
+
+    /// As [`Client::forward`], to group `g`'s master.
+    fn forward_group(&mut self, g: usize, data: &[u8], seq: u64, part: u32) {
+        let master = &self.routing.groups[g].master;
+        batch_for(&mut self.batches, &self.tx, master).push(data, seq, part);
     }
 
     /// The server a `-MOVED` names, kept for the next redirections (a few).
@@ -795,8 +792,7 @@ impl Client {
 
     fn send_to_group(&mut self, ci: u16, g: usize, raw: Bytes) {
         let seq = self.next_seq();
-        let server = self.routing.groups[g].master.clone();
-        self.forward(server, &raw, seq, 0);
+        self.forward_group(g, &raw, seq, 0);
         self.push(ci, State::Wait, raw);
     }
 
@@ -814,9 +810,9 @@ impl Client {
             None => fastrand::usize(..self.routing.groups.len()),
         };
         if self.replica_reads && cmd.spec.has(kvfleet_model::commands::flag::READONLY) {
-            let server = self.routing.groups[g].read_target(&self.px.zone).clone();
             let seq = self.next_seq();
-            self.forward(server, &raw, seq, 0);
+            let server = self.routing.groups[g].read_target(&self.px.zone);
+            batch_for(&mut self.batches, &self.tx, server).push(&raw, seq, 0);
             self.push(cmd.index as u16, State::Wait, raw);
             return;
         }
@@ -873,8 +869,7 @@ impl Client {
             m.positions.push(positions);
             buf.clear();
             encode_cmd(&mut buf, &args);
-            let server = self.routing.groups[g].master.clone();
-            self.forward(server, &buf, seq, part as u32);
+            self.forward_group(g, &buf, seq, part as u32);
         }
         self.push(cmd.index as u16, State::Merge(Box::new(m)), raw);
     }
@@ -883,8 +878,7 @@ impl Client {
         let seq = self.next_seq();
         let n = self.routing.groups.len();
         for g in 0..n {
-            let server = self.routing.groups[g].master.clone();
-            self.forward(server, &raw, seq, g as u32);
+            self.forward_group(g, &raw, seq, g as u32);
         }
         self.push(ci, State::Merge(Box::new(Merger::new(merge, n))), raw);
     }
@@ -905,8 +899,7 @@ impl Client {
         let mut buf = Vec::new();
         encode_cmd(&mut buf, &args);
         let seq = self.next_seq();
-        let server = self.routing.groups[g].master.clone();
-        self.forward(server, &buf, seq, 0);
+        self.forward_group(g, &buf, seq, 0);
         let state = State::Scan {
             group: g as u32,
             groups: groups as u32,
@@ -942,7 +935,7 @@ impl Client {
                     p.retried = true;
                     let raw = p.raw.clone();
                     let server = self.redirect(&addr);
-                    self.forward(server, &raw, r.seq, 0);
+                    self.forward(&server, &raw, r.seq, 0);
                     self.px.auto_reload();
                     return;
                 }
@@ -1016,6 +1009,22 @@ impl Client {
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }
+}
+
+/// The batch for `server` in this read, started if there is none yet.
+fn batch_for<'b>(
+    batches: &'b mut Vec<(Arc<Server>, Batch)>,
+    tx: &ReplyTx,
+    server: &Arc<Server>,
+) -> &'b mut Batch {
+    let i = match batches.iter().position(|(s, _)| Arc::ptr_eq(s, server)) {
+        Some(i) => i,
+        None => {
+            batches.push((server.clone(), Batch::new(tx.clone())));
+            batches.len() - 1
+        }
+    };
+    &mut batches[i].1
 }
 
 /// The address in `-MOVED <slot> <host:port>`.
