@@ -61,21 +61,30 @@ impl Table {
 
     /// Adds `e`, or replaces the record with its key; returns the replaced one.
     pub fn insert(&mut self, e: Entry) -> Option<Entry> {
-        if let Some(i) = self.get_index_of(e.key()) {
-            return Some(std::mem::replace(&mut self.entries[i], e));
-        }
-        // Growing by a quarter, not doubling, keeps the vector's slack near
-        // 12% for a few more amortised copies.
-        if self.entries.len() == self.entries.capacity() {
-            self.entries.reserve_exact((self.entries.len() / 4).max(8));
-        }
+        // one hash and one probe whether the key is new or replaced
         let h = self.hash(e.key());
-        let pos = u32::try_from(self.entries.len()).expect("under 2^32 keys a slot");
-        self.entries.push(e);
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index
-            .insert_unique(h, pos, |&i| hasher.hash_one(entries[i as usize].key()));
-        None
+        let slot = self.index.entry(
+            h,
+            |&i| entries[i as usize].key() == e.key(),
+            |&i| hasher.hash_one(entries[i as usize].key()),
+        );
+        match slot {
+            hashbrown::hash_table::Entry::Occupied(o) => {
+                Some(std::mem::replace(&mut self.entries[*o.get() as usize], e))
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                // Growing by a quarter, not doubling, keeps the vector's
+                // slack near 12% for a few more amortised copies.
+                if self.entries.len() == self.entries.capacity() {
+                    self.entries.reserve_exact((self.entries.len() / 4).max(8));
+                }
+                let pos = u32::try_from(self.entries.len()).expect("under 2^32 keys a slot");
+                self.entries.push(e);
+                v.insert(pos);
+                None
+            }
+        }
     }
 
     /// Removes the record at `i`; the last record takes its place.
