@@ -27,12 +27,24 @@ use tokio::time::Instant;
 use crate::stats::Stats;
 use kvfleet_resp::frame::frame_len;
 
-/// One reply, for request `seq` (part `part` of a split command) of a client.
+/// Replies for one client, back to back in `data`. A backend connection
+/// hands over every reply of one read that answers the same client batch in
+/// one message: one channel hand-off and one buffer per run, not per reply.
 #[derive(Debug)]
 pub struct Reply {
-    pub seq: u64,
-    pub part: u32,
     pub data: Bytes,
+    /// `(seq, part, end)`: the request each frame answers (part `part` of a
+    /// split command) and where its frame ends in `data`, in order.
+    pub ids: SmallVec<[(u64, u32, u32); 8]>,
+}
+
+impl Reply {
+    pub fn one(seq: u64, part: u32, data: Bytes) -> Reply {
+        let end = data.len() as u32;
+        let mut ids = SmallVec::new();
+        ids.push((seq, part, end));
+        Reply { data, ids }
+    }
 }
 
 pub type ReplyTx = mpsc::UnboundedSender<Reply>;
@@ -60,11 +72,7 @@ impl Batch {
 
     fn fail(self, msg: &Bytes) {
         for (seq, part) in self.ids {
-            let _ = self.tx.send(Reply {
-                seq,
-                part,
-                data: msg.clone(),
-            });
+            let _ = self.tx.send(Reply::one(seq, part, msg.clone()));
         }
     }
 }
@@ -309,11 +317,7 @@ pub fn subscriber(
     tokio::spawn(async move {
         let down = |e: String| {
             let msg = format!("-ERR kvfleet-proxy: subscriber connection to {addr} lost ({e})\r\n");
-            let _ = to.send(Reply {
-                seq: LINK_DOWN_SEQ,
-                part: group,
-                data: Bytes::from(msg),
-            });
+            let _ = to.send(Reply::one(LINK_DOWN_SEQ, group, Bytes::from(msg)));
         };
         let s = match connect(&addr, resp3, &opts).await {
             Ok(s) => s,
@@ -333,7 +337,7 @@ pub fn subscriber(
                         match frame_len(&buf) {
                             Ok(Some(n)) => {
                                 let data = buf.split_to(n).freeze();
-                                if to.send(Reply { seq: PUSH_SEQ, part: group, data }).is_err() {
+                                if to.send(Reply::one(PUSH_SEQ, group, data)).is_err() {
                                     return;
                                 }
                             }
@@ -438,20 +442,8 @@ async fn serve(
                     Ok(_) => {}
                 }
                 last_progress = Instant::now();
-                loop {
-                    match frame_len(&rbuf) {
-                        Ok(Some(n)) => {
-                            let data = rbuf.split_to(n).freeze();
-                            if data[0] == b'>' {
-                                continue; // an out-of-band push: not a reply
-                            }
-                            if !inflight.answer(data) {
-                                break 'conn Err("reply without a request".into());
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => break 'conn Err(format!("protocol error: {e}")),
-                    }
+                if let Err(e) = inflight.answer_from(&mut rbuf) {
+                    break 'conn Err(e);
                 }
                 if rbuf.capacity() - rbuf.len() < 4096 {
                     rbuf.reserve(64 * 1024);
@@ -545,11 +537,68 @@ impl Inflight {
             return false;
         };
         let (tx, left) = self.txs.front_mut().expect("a channel per id");
-        let _ = tx.send(Reply { seq, part, data });
+        let _ = tx.send(Reply::one(seq, part, data));
         *left -= 1;
         if *left == 0 {
             self.txs.pop_front();
         }
         true
+    }
+
+    /// Answers requests with the complete frames at the front of `buf`, one
+    /// message per run of replies to the same batch.
+    fn answer_from(&mut self, buf: &mut BytesMut) -> Result<(), String> {
+        // `buf[..off]` holds the run's frames, `ids` their requests
+        let mut off = 0;
+        let mut ids = SmallVec::new();
+        loop {
+            let n = match frame_len(&buf[off..]) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => return Err(format!("protocol error: {e}")),
+            };
+            if buf[off] == b'>' || off + n > u32::MAX as usize {
+                self.send_run(buf, &mut off, &mut ids, false);
+                if buf[0] == b'>' {
+                    let _ = buf.split_to(n); // an out-of-band push: not a reply
+                    continue;
+                }
+            }
+            let Some((seq, part)) = self.ids.pop_front() else {
+                return Err("reply without a request".into());
+            };
+            off += n;
+            ids.push((seq, part, off as u32));
+            let (_, left) = self.txs.front_mut().expect("a channel per id");
+            *left -= 1;
+            if *left == 0 {
+                self.send_run(buf, &mut off, &mut ids, true);
+            }
+        }
+        self.send_run(buf, &mut off, &mut ids, false);
+        Ok(())
+    }
+
+    /// Sends the run `buf[..off]` to the front batch's client; `done` when
+    /// that batch has no more requests waiting.
+    fn send_run(
+        &mut self,
+        buf: &mut BytesMut,
+        off: &mut usize,
+        ids: &mut SmallVec<[(u64, u32, u32); 8]>,
+        done: bool,
+    ) {
+        if !ids.is_empty() {
+            let data = buf.split_to(*off).freeze();
+            let (tx, _) = self.txs.front().expect("a channel per id");
+            let _ = tx.send(Reply {
+                data,
+                ids: std::mem::take(ids),
+            });
+        }
+        if done {
+            self.txs.pop_front();
+        }
+        *off = 0;
     }
 }

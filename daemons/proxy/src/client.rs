@@ -191,12 +191,13 @@ impl Client {
                 };
                 match parser.parse(&inbuf, &limits) {
                     Ok(Some(n)) => {
+                        let cmd = match parser.args.is_empty() {
+                            true => None,
+                            false => table().lookup(parser.arg(&inbuf, 0)),
+                        };
                         // commands with a connection of their own wait for
                         // everything before them (and hold back what follows)
-                        if !self.pending.is_empty()
-                            && !parser.args.is_empty()
-                            && self.exclusive(parser.arg(&inbuf, 0))
-                        {
+                        if !self.pending.is_empty() && cmd.is_some_and(|c| self.exclusive(c)) {
                             self.barrier = true;
                             break;
                         }
@@ -214,7 +215,7 @@ impl Client {
                         } else {
                             raw.clone()
                         };
-                        self.command(&argv, raw);
+                        self.command(cmd, &argv, raw);
                     }
                     Ok(None) => {
                         if parser.pending_bulk > 0 {
@@ -283,9 +284,9 @@ impl Client {
                     }
                 }
                 Some(r) = rx.recv() => {
-                    self.on_reply(r);
+                    self.on_replies(r);
                     while let Ok(r) = rx.try_recv() {
-                        self.on_reply(r);
+                        self.on_replies(r);
                     }
                 }
                 _ = &mut kill => return Ok(()),
@@ -356,10 +357,7 @@ impl Client {
     }
 
     /// Whether this command must run alone: it goes to a private connection.
-    fn exclusive(&self, name: &[u8]) -> bool {
-        let Some(cmd) = table().lookup(name) else {
-            return false;
-        };
+    fn exclusive(&self, cmd: &Cmd) -> bool {
         cmd.route == Route::Private
             && (self.multi.is_none()
                 || matches!(cmd.spec.name, "exec" | "discard" | "multi" | "watch"))
@@ -383,11 +381,7 @@ impl Client {
             if let Err(e) = self.private[i].2.conn(0).send(batch).await {
                 let msg = Bytes::from(format!("-ERR kvfleet-proxy: backend {addr} is gone\r\n"));
                 for (seq, part) in e.0.ids {
-                    let _ = self.tx.send(Reply {
-                        seq,
-                        part,
-                        data: msg.clone(),
-                    });
+                    let _ = self.tx.send(Reply::one(seq, part, msg.clone()));
                 }
             }
         }
@@ -399,18 +393,15 @@ impl Client {
                     server.addr
                 ));
                 for (seq, part) in e.0.ids {
-                    let _ = self.tx.send(Reply {
-                        seq,
-                        part,
-                        data: msg.clone(),
-                    });
+                    let _ = self.tx.send(Reply::one(seq, part, msg.clone()));
                 }
             }
         }
     }
 
-    fn command(&mut self, argv: &[&[u8]], raw: Bytes) {
-        let Some(cmd) = table().lookup(argv[0]) else {
+    /// `cmd` is `argv[0]`'s row, if the table has one.
+    fn command(&mut self, cmd: Option<&'static Cmd>, argv: &[&[u8]], raw: Bytes) {
+        let Some(cmd) = cmd else {
             let mut msg = format!(
                 "ERR unknown command '{}', with args beginning with: ",
                 String::from_utf8_lossy(argv[0])
@@ -907,19 +898,46 @@ impl Client {
         self.push(ci, state, Bytes::from(buf));
     }
 
-    fn on_reply(&mut self, r: Reply) {
-        if r.seq == PUSH_SEQ {
-            return self.on_push(r.data);
+    /// A backend's run of replies. The common case, the reply the client
+    /// waits for next, is copied straight to the output; others are kept
+    /// until the replies before them have come.
+    fn on_replies(&mut self, r: Reply) {
+        let mut now = None;
+        let mut start = 0;
+        for &(seq, part, end) in &r.ids {
+            let end = end as usize;
+            let frame = &r.data[start..end];
+            let next = seq == self.head
+                && self
+                    .pending
+                    .front()
+                    .is_some_and(|p| matches!(p.state, State::Wait));
+            if next && !frame.starts_with(b"-MOVED ") {
+                let p = self.pending.pop_front().expect("checked");
+                self.head += 1;
+                self.out.extend_from_slice(frame);
+                self.account(&p, frame, &mut now);
+                self.drain_from(&mut now);
+            } else {
+                self.on_reply(seq, part, r.data.slice(start..end));
+            }
+            start = end;
         }
-        if r.seq == LINK_DOWN_SEQ {
+    }
+
+    fn on_reply(&mut self, seq: u64, part: u32, data: Bytes) {
+        if seq == PUSH_SEQ {
+            return self.on_push(data);
+        }
+        if seq == LINK_DOWN_SEQ {
             // like a Redis server going away: the client reconnects and resubscribes
-            self.out.extend_from_slice(&r.data);
+            self.out.extend_from_slice(&data);
             self.head += self.pending.len() as u64;
             self.pending.clear();
             self.close = true;
             return;
         }
-        let Some(idx) = r.seq.checked_sub(self.head).map(|i| i as usize) else {
+        let Some(idx) = seq.checked_sub(self.head).map(|i| i as usize) else {
             return;
         };
         let Some(p) = self.pending.get_mut(idx) else {
@@ -928,25 +946,25 @@ impl Client {
         match &mut p.state {
             State::Done(_) | State::Subs(_) => {}
             State::Wait => {
-                if r.data.starts_with(b"-MOVED ")
+                if data.starts_with(b"-MOVED ")
                     && !p.retried
-                    && let Some(addr) = moved_addr(&r.data)
+                    && let Some(addr) = moved_addr(&data)
                 {
                     p.retried = true;
                     let raw = p.raw.clone();
                     let server = self.redirect(&addr);
-                    self.forward(&server, &raw, r.seq, 0);
+                    self.forward(&server, &raw, seq, 0);
                     self.px.auto_reload();
                     return;
                 }
-                p.state = State::Done(r.data);
+                p.state = State::Done(data);
             }
             State::Scan { group, groups } => {
-                let data = scan_reply(&r.data, *group as usize, *groups as usize);
+                let data = scan_reply(&data, *group as usize, *groups as usize);
                 p.state = State::Done(data);
             }
             State::Merge(m) => {
-                if m.add(r.part, r.data) {
+                if m.add(part, data) {
                     let State::Merge(m) = std::mem::replace(&mut p.state, State::Wait) else {
                         unreachable!()
                     };
@@ -961,24 +979,36 @@ impl Client {
 
     /// Moves the completed front of the queue to the output buffer.
     fn drain_ready(&mut self) {
-        let mut now = None;
-        while let Some(p) = self.pending.front() {
-            let State::Done(data) = &p.state else { break };
-            self.out.extend_from_slice(data);
-            if p.cmd != NO_CMD {
-                // one clock read per pass, not per reply
-                let now = *now.get_or_insert_with(Instant::now);
-                let us = now.saturating_duration_since(p.started).as_micros() as u64;
-                self.px
-                    .stats
-                    .record(p.cmd as usize, us, data.first() == Some(&b'-'));
-                let slower = self.px.slowlog_slower_than.load(Relaxed);
-                if slower >= 0 && us >= slower as u64 {
-                    self.slowlog(us, &p.raw);
-                }
-            }
-            self.pending.pop_front();
+        self.drain_from(&mut None);
+    }
+
+    /// [`Client::drain_ready`] sharing the caller's clock read.
+    fn drain_from(&mut self, now: &mut Option<Instant>) {
+        while let Some(State::Done(_)) = self.pending.front().map(|p| &p.state) {
+            let p = self.pending.pop_front().expect("checked");
             self.head += 1;
+            let State::Done(data) = &p.state else {
+                unreachable!()
+            };
+            self.out.extend_from_slice(data);
+            self.account(&p, data, now);
+        }
+    }
+
+    /// Latency stats and the slow log for a command answered with `reply`
+    /// (one clock read per pass, not per reply).
+    fn account(&self, p: &Pending, reply: &[u8], now: &mut Option<Instant>) {
+        if p.cmd == NO_CMD {
+            return;
+        }
+        let now = *now.get_or_insert_with(Instant::now);
+        let us = now.saturating_duration_since(p.started).as_micros() as u64;
+        self.px
+            .stats
+            .record(p.cmd as usize, us, reply.first() == Some(&b'-'));
+        let slower = self.px.slowlog_slower_than.load(Relaxed);
+        if slower >= 0 && us >= slower as u64 {
+            self.slowlog(us, &p.raw);
         }
     }
 

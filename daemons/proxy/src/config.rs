@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 pub const DEFAULT_PORT: u16 = 6380;
-pub const DEFAULT_CONNS_PER_BACKEND: usize = 2;
+pub const DEFAULT_CONNS_PER_BACKEND: usize = 1;
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 pub const DEFAULT_MAX_PENDING: usize = 10_000;
 pub const DEFAULT_BACKEND_TIMEOUT_MS: u64 = 10_000;
@@ -28,7 +28,9 @@ pub struct Config {
     pub backend_password: String,
     /// Topology file (groups, masters, slot ranges). Default none: `--group` flags instead.
     pub topology: String,
-    /// Shared pipelined connections per backend server and protocol. Default 2.
+    /// Shared pipelined connections per backend server and protocol. Default
+    /// 1: one connection gathers the most clients' commands into each write
+    /// (fewer system calls on the proxy and on the server); raise it with `threads`.
     pub conns_per_backend: usize,
     /// Simultaneous clients; more are refused with an error. Default 10000.
     pub max_clients: usize,

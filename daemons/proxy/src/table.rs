@@ -127,7 +127,7 @@ static PROXY_SPEC: CommandSpec = CommandSpec {
 
 pub struct Table {
     pub cmds: Vec<Cmd>,
-    by_name: HashMap<&'static str, usize, foldhash::fast::FixedState>,
+    by_name: HashMap<&'static [u8], usize, foldhash::fast::FixedState>,
 }
 
 /// Every command the proxy knows, built once.
@@ -145,7 +145,10 @@ pub fn table() -> &'static Table {
                 index,
             })
             .collect();
-        let by_name = cmds.iter().map(|c| (c.spec.name, c.index)).collect();
+        let by_name = cmds
+            .iter()
+            .map(|c| (c.spec.name.as_bytes(), c.index))
+            .collect();
         Table { cmds, by_name }
     })
 }
@@ -158,8 +161,7 @@ impl Table {
         for (d, s) in lower.iter_mut().zip(name) {
             *d = s.to_ascii_lowercase();
         }
-        let name = std::str::from_utf8(lower).ok()?;
-        self.by_name.get(name).map(|&i| &self.cmds[i])
+        self.by_name.get(&*lower).map(|&i| &self.cmds[i])
     }
 }
 
