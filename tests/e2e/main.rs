@@ -2,6 +2,7 @@
 
 mod clients;
 mod differential;
+mod persist;
 mod protocol;
 mod proxy;
 mod server_features;

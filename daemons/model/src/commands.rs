@@ -245,6 +245,10 @@ pub static COMMANDS: &[CommandSpec] = &[
         "server"
     ),
     cmd!("lastsave", 1, FAST | LOADING | STALE, N, "server"),
+    cmd!("save", 1, ADMIN | NOSCRIPT | NO_MULTI, N, "server"),
+    cmd!("bgsave", -1, ADMIN | NOSCRIPT, N, "server"),
+    cmd!("dump", 2, READONLY, K1, "generic"),
+    cmd!("restore", -4, WRITE | DENYOOM, K1, "generic"),
     cmd!("slots", -2, ADMIN | NOSCRIPT | ALL_SLOTS, N, "server"),
     // transactions
     cmd!(
@@ -649,8 +653,6 @@ pub static EXTRA_COMMANDS: &[CommandSpec] = &[
     cmd!("georadiusbymember_ro", -5, READONLY, K1, "geo"),
     cmd!("sort_ro", -2, READONLY, K1, "generic"),
     cmd!("lcs", -3, READONLY, K12, "string"),
-    cmd!("dump", 2, READONLY, K1, "generic"),
-    cmd!("restore", -4, WRITE | DENYOOM, K1, "generic"),
 ];
 
 /// One row as `COMMAND INFO` answers it (Redis 7.0's ten fields).

@@ -19,6 +19,7 @@ pub const DEFAULT_SLOWLOG_MAX_LEN: usize = 128;
 pub const DEFAULT_PUBSUB_HARD: usize = 32 * 1024 * 1024;
 pub const DEFAULT_PUBSUB_SOFT: usize = 8 * 1024 * 1024;
 pub const DEFAULT_PUBSUB_SOFT_SECONDS: u64 = 60;
+pub const DEFAULT_SAVE: &str = "3600 1 300 100 60 10000";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -63,6 +64,14 @@ pub struct Config {
     pub slots: Vec<String>,
     /// Address returned in `-MOVED` errors for slots owned elsewhere. Default empty.
     pub moved_addr: String,
+    /// Working directory for RDB files. Default `.`.
+    pub dir: String,
+    /// RDB file name, loaded at start and written by SAVE/BGSAVE. Default `dump.rdb`.
+    pub dbfilename: String,
+    /// Save points, Redis's syntax: `"<seconds> <changes> ..."`; a background
+    /// save runs when any is reached; empty disables. Default Redis's
+    /// `"3600 1 300 100 60 10000"`.
+    pub save: String,
 }
 
 impl Default for Config {
@@ -88,6 +97,9 @@ impl Default for Config {
             threads: 0,
             slots: Vec::new(),
             moved_addr: String::new(),
+            dir: ".".into(),
+            dbfilename: "dump.rdb".into(),
+            save: DEFAULT_SAVE.into(),
         }
     }
 }
@@ -130,6 +142,12 @@ impl Config {
             return Err(ConfigError::Invalid("hz must be 1..500".into()));
         }
         parse_slot_ranges(&self.slots).map_err(ConfigError::Invalid)?;
+        crate::persist::parse_save(&self.save).map_err(ConfigError::Invalid)?;
+        if self.dbfilename.is_empty() || self.dbfilename.contains('/') {
+            return Err(ConfigError::Invalid(
+                "dbfilename must be a file name, not a path".into(),
+            ));
+        }
         Ok(())
     }
 }

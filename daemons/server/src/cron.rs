@@ -44,6 +44,9 @@ pub async fn run(srv: Arc<Server>) {
             last_cmds = c;
             last_t = Instant::now();
             kill_idle(&srv);
+            if crate::persist::save_point_due(&srv) {
+                let _ = crate::persist::bgsave(&srv);
+            }
         }
     }
 }

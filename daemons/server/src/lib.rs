@@ -13,6 +13,7 @@ pub mod cron;
 pub mod db;
 pub mod evict;
 pub mod listener;
+pub mod persist;
 pub mod server;
 pub mod util;
 

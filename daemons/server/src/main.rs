@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use kvfleet_server::config::Config;
+use kvfleet_server::persist;
 use kvfleet_server::server::Server;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// A Redis-compatible data node. Every flag overrides the TOML file.
 #[derive(Debug, Parser)]
@@ -32,6 +34,15 @@ struct Args {
     /// Worker threads (0 = one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Directory of the RDB file.
+    #[arg(long)]
+    dir: Option<String>,
+    /// RDB file name.
+    #[arg(long)]
+    dbfilename: Option<String>,
+    /// Save points, e.g. "3600 1 300 100"; "" disables.
+    #[arg(long)]
+    save: Option<String>,
 }
 
 fn load(args: &Args) -> anyhow::Result<Config> {
@@ -59,6 +70,15 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(t) = args.threads {
         cfg.threads = t;
+    }
+    if let Some(d) = &args.dir {
+        cfg.dir = d.clone();
+    }
+    if let Some(f) = &args.dbfilename {
+        cfg.dbfilename = f.clone();
+    }
+    if let Some(s) = &args.save {
+        cfg.save = s.clone();
     }
     cfg.validate()?;
     Ok(cfg)
@@ -107,8 +127,21 @@ fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
         let srv = Server::new(&cfg, file);
         srv.port
             .store(local.port() as u64, std::sync::atomic::Ordering::Relaxed);
+        let path = persist::rdb_path(&srv);
+        if path.exists() {
+            let t = std::time::Instant::now();
+            let (keys, expired) = persist::load(&srv.db, &path)
+                .map_err(|e| anyhow::anyhow!("not starting: {e}"))?;
+            srv.persist.loaded_keys.store(keys, Relaxed);
+            srv.persist.loaded_expired.store(expired, Relaxed);
+            tracing::info!(path = %path.display(), keys, expired, secs = t.elapsed().as_secs_f64(), "DB loaded from disk");
+        }
         tracing::info!(addr = %local, threads, "Ready to accept connections");
-        kvfleet_server::listener::run(srv, listener, shutdown_signal()).await;
+        kvfleet_server::listener::run(srv.clone(), listener, shutdown_signal()).await;
+        // Redis saves on shutdown when save points are configured
+        if !srv.rt.read().save.trim().is_empty() {
+            persist::save(&srv).map_err(|e| anyhow::anyhow!("saving on shutdown: {e}"))?;
+        }
         Ok(())
     })
 }

@@ -141,6 +141,9 @@ pub struct Server {
     pub bind: String,
     pub threads: usize,
     pub lastsave: AtomicU64,
+    pub persist: crate::persist::Persist,
+    /// This server, for work that outlives a command (BGSAVE's thread).
+    pub me: std::sync::Weak<Server>,
 }
 
 impl Server {
@@ -158,7 +161,8 @@ impl Server {
         let run_id = (0..40)
             .map(|_| char::from_digit(fastrand::u32(..16), 16).expect("hex digit"))
             .collect();
-        Arc::new(Server {
+        Arc::new_cyclic(|me| Server {
+            me: me.clone(),
             db: Db::new(),
             auth_required: AtomicBool::new(!rt.requirepass.is_empty()),
             proto_max_bulk_len: AtomicUsize::new(rt.proto_max_bulk_len),
@@ -187,6 +191,7 @@ impl Server {
             bind: cfg.bind.clone(),
             threads: cfg.threads,
             lastsave: AtomicU64::new(crate::util::now_ms() / 1000),
+            persist: Default::default(),
         })
     }
 

@@ -164,11 +164,33 @@ fn spawn_ready(name: &str, make: impl Fn(u16) -> Command) -> Proc {
     panic!("{name} did not become ready");
 }
 
-/// `kvfleet-server` on a given port (to restart one where a proxy expects it).
+/// The flags every test server gets unless the test gives its own, matching
+/// [`redis_server`]'s: no save points, and RDB files in a directory of its
+/// own (removed with the process) rather than the working directory.
+fn server_defaults(extra: &[String]) -> (Vec<String>, Option<TempDir>) {
+    let mut args = Vec::new();
+    let mut tmp = None;
+    if !extra.iter().any(|a| a == "--dir") {
+        let t = TempDir::new("kvfleet");
+        args.extend(["--dir".to_string(), t.path().display().to_string()]);
+        tmp = Some(t);
+    }
+    if !extra.iter().any(|a| a == "--save") {
+        args.extend(["--save".to_string(), String::new()]);
+    }
+    (args, tmp)
+}
+
+/// `kvfleet-server` on a given port (to restart one where a proxy expects
+/// it, or on the same `--dir` to reload what it saved).
 pub fn kvfleet_server_on(port: u16, extra: &[&str]) -> Proc {
     let bin = binary("kvfleet-server");
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let (defaults, tmp) = server_defaults(&extra);
     let mut c = Command::new(&bin);
-    c.args(["--port", &port.to_string()]).args(extra);
+    c.args(["--port", &port.to_string()])
+        .args(&defaults)
+        .args(&extra);
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -177,7 +199,7 @@ pub fn kvfleet_server_on(port: u16, extra: &[&str]) -> Proc {
         child,
         port,
         name: "kvfleet-server".into(),
-        dir: None,
+        dir: tmp,
     };
     assert!(
         wait_ready(&mut p),
@@ -190,11 +212,16 @@ pub fn kvfleet_server_on(port: u16, extra: &[&str]) -> Proc {
 pub fn kvfleet_server(extra: &[&str]) -> Proc {
     let bin = binary("kvfleet-server");
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    spawn_ready("kvfleet-server", |port| {
+    let (defaults, tmp) = server_defaults(&extra);
+    let mut p = spawn_ready("kvfleet-server", |port| {
         let mut c = Command::new(&bin);
-        c.args(["--port", &port.to_string()]).args(&extra);
+        c.args(["--port", &port.to_string()])
+            .args(&defaults)
+            .args(&extra);
         c
-    })
+    });
+    p.dir = tmp;
+    p
 }
 
 /// `kvfleet-proxy` on a free port in front of `backends` (one group each,

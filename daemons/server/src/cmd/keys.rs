@@ -27,6 +27,8 @@ pub fn handler(name: &str) -> Option<Handler> {
         "randomkey" => randomkey,
         "touch" => touch,
         "object" => object,
+        "dump" => dump,
+        "restore" => restore,
         _ => return None,
     })
 }
@@ -443,5 +445,94 @@ fn object(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         let idle = crate::db::lru_clock().saturating_sub(e.access()) as i64;
         ctx.int(idle);
     }
+    Ok(())
+}
+
+/// `DUMP key`: Redis 7.0's payload (plain encodings; see docs/server.md).
+fn dump(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    match ctx.db.peek(a[1]) {
+        Some(e) => {
+            let p = crate::persist::codec::dump(e.value());
+            ctx.bulk(&p);
+        }
+        None => ctx.null(),
+    }
+    Ok(())
+}
+
+/// # Format
+/// `RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]`
+fn restore(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    let (mut replace, mut absttl) = (false, false);
+    let (mut idle, mut freq): (Option<i64>, Option<i64>) = (None, None);
+    let mut i = 4;
+    while i < a.len() {
+        let more = i + 1 < a.len();
+        if is(a[i], "replace") {
+            replace = true;
+        } else if is(a[i], "absttl") {
+            absttl = true;
+        } else if is(a[i], "idletime") && more && freq.is_none() {
+            let v = int_arg(a[i + 1])?;
+            if v < 0 {
+                return Err(err("ERR Invalid IDLETIME value, must be >= 0"));
+            }
+            idle = Some(v);
+            i += 1;
+        } else if is(a[i], "freq") && more && idle.is_none() {
+            let v = int_arg(a[i + 1])?;
+            if !(0..=255).contains(&v) {
+                return Err(err("ERR Invalid FREQ value, must be >= 0 and <= 255"));
+            }
+            freq = Some(v);
+            i += 1;
+        } else {
+            return Err(SYNTAX);
+        }
+        i += 1;
+    }
+    let key = a[1];
+    if !replace && ctx.db.exists(key) {
+        return Err(err("BUSYKEY Target key name already exists."));
+    }
+    let ttl = int_arg(a[2])?;
+    if ttl < 0 {
+        return Err(err("ERR Invalid TTL value, must be >= 0"));
+    }
+    if !kvfleet_rdb::dump::verify(a[3]) {
+        return Err(err("ERR DUMP payload version or checksum are wrong"));
+    }
+    let value = kvfleet_rdb::dump::decode(a[3])
+        .ok()
+        .and_then(|v| crate::persist::codec::to_value(v).ok())
+        .ok_or_else(|| err("ERR Bad data format"))?;
+    let deleted = replace && ctx.db.remove(key).is_some();
+    let at = match ttl {
+        0 => 0,
+        t if absttl => t as u64,
+        t => ctx.now + t as u64,
+    };
+    if at != 0 && at <= ctx.now {
+        // already expired: Redis answers OK and keeps nothing
+        if deleted {
+            ctx.dirty += 1;
+        }
+        ctx.ok();
+        return Ok(());
+    }
+    let mut e = Entry::new(key, value, at);
+    if let Some(f) = freq
+        && crate::db::lfu_mode()
+    {
+        e.set_access(crate::db::lfu_stamp(f as u8));
+    }
+    if let Some(s) = idle
+        && !crate::db::lfu_mode()
+    {
+        e.set_access(crate::db::lru_clock().saturating_sub(s.min(u32::MAX as i64) as u32));
+    }
+    ctx.db.slot_mut(key).insert(e);
+    ctx.dirty += 1;
+    ctx.ok();
     Ok(())
 }

@@ -427,6 +427,8 @@ pub fn handler(name: &str) -> Option<Handler> {
         "time" => s::time,
         "debug" => s::debug,
         "lastsave" => s::lastsave,
+        "save" => s::save,
+        "bgsave" => s::bgsave,
         "slots" => s::slots,
         "multi" => multi::multi,
         "exec" => multi::exec_placeholder,

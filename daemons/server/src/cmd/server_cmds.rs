@@ -164,16 +164,16 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
             ),
         ),
         ("databases", "1".into()),
-        ("save", String::new()),
+        ("save", rt.save.clone()),
         ("appendonly", "no".into()),
         ("appendfsync", "everysec".into()),
         (
             "dir",
-            std::env::current_dir()
+            std::fs::canonicalize(&rt.dir)
                 .map(|d| d.display().to_string())
-                .unwrap_or_default(),
+                .unwrap_or_else(|_| rt.dir.clone()),
         ),
-        ("dbfilename", "dump.rdb".into()),
+        ("dbfilename", rt.dbfilename.clone()),
         ("io-threads", srv.threads.to_string()),
         ("tcp-keepalive", "300".into()),
         ("lfu-log-factor", rt.lfu_log_factor.to_string()),
@@ -280,8 +280,26 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
                 }
             }
         }
-        "save"
-        | "appendonly"
+        "save" => {
+            let v = String::from_utf8_lossy(v).into_owned();
+            crate::persist::parse_save(&v)?;
+            rt.save = v;
+        }
+        "dir" => {
+            let d = String::from_utf8_lossy(v).into_owned();
+            if !std::path::Path::new(&d).is_dir() {
+                return Err("No such file or directory".into());
+            }
+            rt.dir = d;
+        }
+        "dbfilename" => {
+            let f = String::from_utf8_lossy(v).into_owned();
+            if f.is_empty() || f.contains('/') {
+                return Err("dbfilename can't be a path, just a filename".into());
+            }
+            rt.dbfilename = f;
+        }
+        "appendonly"
         | "appendfsync"
         | "loglevel"
         | "tcp-keepalive"
@@ -511,11 +529,27 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
     }
     if want("persistence") {
         section(&mut o, "Persistence");
+        let p = &srv.persist;
         let _ = write!(
             o,
-            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
             srv.stats.dirty.load(Relaxed),
+            p.bgsave_in_progress.load(Relaxed) as u8,
             srv.lastsave.load(Relaxed),
+            if p.last_bgsave_ok.load(Relaxed) {
+                "ok"
+            } else {
+                "err"
+            },
+            p.last_bgsave_secs.load(Relaxed),
+            if p.bgsave_in_progress.load(Relaxed) {
+                (util::now_ms() / 1000).saturating_sub(p.bgsave_started.load(Relaxed)) as i64
+            } else {
+                -1
+            },
+            p.saves.load(Relaxed),
+            p.loaded_expired.load(Relaxed),
+            p.loaded_keys.load(Relaxed),
         );
     }
     if want("stats") {
@@ -530,7 +564,7 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         let st = &srv.stats;
         let _ = write!(
             o,
-            "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{expired}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n",
+            "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{expired}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:{}\r\ntotal_forks:{}\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n",
             st.connections.load(Relaxed),
             st.commands.load(Relaxed),
             st.ops_per_sec.load(Relaxed),
@@ -540,6 +574,8 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
             st.evicted.load(Relaxed),
             srv.pubsub.channels.read().len(),
             srv.pubsub.patterns.read().len(),
+            srv.persist.latest_fork_usec.load(Relaxed),
+            srv.persist.total_forks.load(Relaxed),
             st.errors.load(Relaxed),
             st.commands.load(Relaxed),
             st.commands.load(Relaxed),
@@ -706,6 +742,28 @@ pub fn time(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
     ctx.array(2);
     ctx.bulk((us / 1_000_000).to_string().as_bytes());
     ctx.bulk((us % 1_000_000).to_string().as_bytes());
+    Ok(())
+}
+
+pub fn save(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
+    if ctx.srv.persist.bgsave_in_progress.load(Relaxed) {
+        return Err(err("ERR Background save already in progress"));
+    }
+    crate::persist::save(ctx.srv).map_err(|_| err("ERR"))?;
+    ctx.ok();
+    Ok(())
+}
+
+/// # Format
+/// `BGSAVE [SCHEDULE]`
+pub fn bgsave(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    // SCHEDULE waits for other background work in Redis; a snapshot here
+    // never waits for anything else, so it starts at once
+    if a.len() > 2 || (a.len() == 2 && !is(a[1], "schedule")) {
+        return Err(SYNTAX);
+    }
+    crate::persist::bgsave(ctx.srv).map_err(err)?;
+    ctx.simple(b"Background saving started");
     Ok(())
 }
 

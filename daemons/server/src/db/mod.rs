@@ -16,18 +16,21 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use parking_lot::Mutex;
 
 pub use entry::{Entry, ValueRef};
-pub use table::Table;
+pub use table::{Table, bump_snapshot_epoch, snapshot_epoch};
 pub use value::{Bytes, Hasher, Score, Value, ZSet};
 
 use kvfleet_model::NUM_SLOTS;
 
 static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-static LRU_CLOCK: AtomicU32 = AtomicU32::new(0);
+/// Seconds, offset so that an idle time restored from a payload or file
+/// (up to ~48 days) fits below the clock of a process started just now.
+const LRU_BASE: u32 = 1 << 22;
+static LRU_CLOCK: AtomicU32 = AtomicU32::new(LRU_BASE);
 static LFU_MODE: AtomicBool = AtomicBool::new(false);
 static LFU_LOG_FACTOR: AtomicU32 = AtomicU32::new(10);
 static LFU_DECAY_TIME: AtomicU32 = AtomicU32::new(1);
 
-/// Seconds since the process started, as last set by [`tick_lru_clock`]: a
+/// Seconds since the process started (plus `LRU_BASE`), as last set by [`tick_lru_clock`]: a
 /// plain load, because reading a clock on every key access costs more than
 /// the access (Redis caches its `lruclock` in the cron for the same reason).
 #[inline]
@@ -41,7 +44,7 @@ pub fn tick_lru_clock() {
         .get_or_init(std::time::Instant::now)
         .elapsed()
         .as_secs() as u32;
-    LRU_CLOCK.store(s, Relaxed);
+    LRU_CLOCK.store(LRU_BASE + s, Relaxed);
 }
 
 /// Sets what access stamps mean from now on (`maxmemory-policy`, `lfu-*`).
@@ -73,6 +76,11 @@ pub fn new_access() -> u32 {
     } else {
         lru_clock()
     }
+}
+
+/// An LFU stamp with `counter`, decremented as of now (RESTORE ... FREQ).
+pub fn lfu_stamp(counter: u8) -> u32 {
+    (minutes() << 8) | counter as u32
 }
 
 /// The stamp after one more access.
@@ -180,7 +188,7 @@ impl Slot {
 
     pub fn clear(&mut self) -> usize {
         let n = self.map.len();
-        self.map = Table::default();
+        self.map.clear();
         self.volatile = 0;
         n
     }
@@ -257,7 +265,8 @@ mod tests {
 
     #[test]
     fn lfu_counter_decays_one_step_per_decay_period_across_the_16_bit_wrap() {
-        // The clock here reads minute 0; a stamp from minute 65533 is 2 minutes old.
+        // A stamp from 2 minutes before now, across the 16-bit wrap of minutes.
+        LRU_CLOCK.store(0, Relaxed);
         let stamp = (0xFFFD << 8) | 9;
         LFU_DECAY_TIME.store(1, Relaxed);
         assert_eq!(lfu_decayed(stamp), 7);

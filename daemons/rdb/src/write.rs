@@ -1,0 +1,178 @@
+//! Encoding: records into a byte buffer, and a checksummed file writer.
+
+use std::io::Write;
+
+use crate::{CRC64, RDB_VERSION, op};
+
+/// Appends RDB encodings to `buf`. A record is `[expiry] [idle|freq] type key
+/// value`; the caller writes the type byte ([`Encoder::kind`]), the key
+/// ([`Encoder::string`]) and the body (a string, or one of the body helpers).
+#[derive(Debug, Default)]
+pub struct Encoder {
+    pub buf: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder::default()
+    }
+
+    /// `REDIS0010`.
+    pub fn header(&mut self) {
+        self.buf.extend_from_slice(b"REDIS");
+        self.buf
+            .extend_from_slice(format!("{RDB_VERSION:04}").as_bytes());
+    }
+
+    pub fn aux(&mut self, key: &[u8], value: &[u8]) {
+        self.buf.push(op::AUX);
+        self.string(key);
+        self.string(value);
+    }
+
+    pub fn select_db(&mut self, db: u64) {
+        self.buf.push(op::SELECTDB);
+        self.len(db);
+    }
+
+    pub fn resize_db(&mut self, keys: u64, expires: u64) {
+        self.buf.push(op::RESIZEDB);
+        self.len(keys);
+        self.len(expires);
+    }
+
+    /// Absolute expiry, Unix milliseconds.
+    pub fn expire_ms(&mut self, at: u64) {
+        self.buf.push(op::EXPIRETIME_MS);
+        self.buf.extend_from_slice(&at.to_le_bytes());
+    }
+
+    pub fn idle(&mut self, seconds: u64) {
+        self.buf.push(op::IDLE);
+        self.len(seconds);
+    }
+
+    pub fn freq(&mut self, freq: u8) {
+        self.buf.push(op::FREQ);
+        self.buf.push(freq);
+    }
+
+    pub fn kind(&mut self, k: u8) {
+        self.buf.push(k);
+    }
+
+    /// Redis's length encoding: 6, 14, 32 or 64 bits.
+    pub fn len(&mut self, n: u64) {
+        if n < 1 << 6 {
+            self.buf.push(n as u8);
+        } else if n < 1 << 14 {
+            self.buf.push(0x40 | (n >> 8) as u8);
+            self.buf.push(n as u8);
+        } else if n <= u32::MAX as u64 {
+            self.buf.push(0x80);
+            self.buf.extend_from_slice(&(n as u32).to_be_bytes());
+        } else {
+            self.buf.push(0x81);
+            self.buf.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+
+    /// A string, integer-encoded when it is the canonical form of an integer
+    /// that fits 32 bits (as Redis does; `"007"` stays a string).
+    pub fn string(&mut self, s: &[u8]) {
+        if s.len() <= 11
+            && let Some(v) = canonical_int(s)
+        {
+            if let Ok(v) = i8::try_from(v) {
+                self.buf.extend_from_slice(&[0xC0, v as u8]);
+                return;
+            }
+            if let Ok(v) = i16::try_from(v) {
+                self.buf.push(0xC1);
+                self.buf.extend_from_slice(&v.to_le_bytes());
+                return;
+            }
+            if let Ok(v) = i32::try_from(v) {
+                self.buf.push(0xC2);
+                self.buf.extend_from_slice(&v.to_le_bytes());
+                return;
+            }
+        }
+        self.len(s.len() as u64);
+        self.buf.extend_from_slice(s);
+    }
+
+    /// A sorted-set score as `RDB_TYPE_ZSET_2` stores it: 8 bytes, little endian.
+    pub fn double(&mut self, f: f64) {
+        self.buf.extend_from_slice(&f.to_le_bytes());
+    }
+
+    /// A list's or set's body: the count, then each element.
+    pub fn seq<'a>(&mut self, n: usize, items: impl Iterator<Item = &'a [u8]>) {
+        self.len(n as u64);
+        for s in items {
+            self.string(s);
+        }
+    }
+
+    /// A hash's body (`kind::HASH`).
+    pub fn hash<'a>(&mut self, n: usize, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+        self.len(n as u64);
+        for (f, v) in pairs {
+            self.string(f);
+            self.string(v);
+        }
+    }
+
+    /// A sorted set's body (`kind::ZSET_2`).
+    pub fn zset<'a>(&mut self, n: usize, members: impl Iterator<Item = (&'a [u8], f64)>) {
+        self.len(n as u64);
+        for (m, score) in members {
+            self.string(m);
+            self.double(score);
+        }
+    }
+}
+
+/// The integer `s` spells, if `s` is exactly how Redis would print it.
+fn canonical_int(s: &[u8]) -> Option<i64> {
+    let v: i64 = std::str::from_utf8(s).ok()?.parse().ok()?;
+    (itoa::Buffer::new().format(v).as_bytes() == s).then_some(v)
+}
+
+/// A file (or socket) being written: everything passes through the CRC-64,
+/// and [`FileWriter::finish`] appends the EOF opcode and the checksum.
+pub struct FileWriter<W: Write> {
+    w: W,
+    digest: crc::Digest<'static, u64>,
+    written: u64,
+}
+
+impl<W: Write> FileWriter<W> {
+    pub fn new(w: W) -> FileWriter<W> {
+        FileWriter {
+            w,
+            digest: CRC64.digest(),
+            written: 0,
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.digest.update(bytes);
+        self.written += bytes.len() as u64;
+        self.w.write_all(bytes)
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// EOF, then the checksum of everything before it (EOF included).
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.write(&[op::EOF])?;
+        let crc = self.digest.finalize();
+        self.w.write_all(&crc.to_le_bytes())?;
+        self.w.flush()?;
+        Ok(self.w)
+    }
+}

@@ -1,0 +1,210 @@
+//! Persistence: RDB files from the forkless snapshot, loading at start,
+//! save points, and the state `INFO persistence` reports.
+
+pub mod codec;
+pub mod snapshot;
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use kvfleet_rdb::{Item, Loader};
+
+use crate::db::{Db, Entry};
+use crate::server::Server;
+use crate::util::now_ms;
+
+/// What `INFO persistence` and `INFO stats` report about saving.
+#[derive(Debug)]
+pub struct Persist {
+    /// One snapshot at a time.
+    pub running: parking_lot::Mutex<()>,
+    pub bgsave_in_progress: AtomicBool,
+    /// Unix seconds the running background save started.
+    pub bgsave_started: AtomicU64,
+    pub last_bgsave_ok: AtomicBool,
+    pub last_bgsave_secs: AtomicI64,
+    pub saves: AtomicU64,
+    /// The snapshot's start pause, µs (Redis's fork time field).
+    pub latest_fork_usec: AtomicU64,
+    pub total_forks: AtomicU64,
+    pub loaded_keys: AtomicU64,
+    pub loaded_expired: AtomicU64,
+}
+
+impl Default for Persist {
+    fn default() -> Persist {
+        Persist {
+            running: Default::default(),
+            bgsave_in_progress: AtomicBool::new(false),
+            bgsave_started: AtomicU64::new(0),
+            last_bgsave_ok: AtomicBool::new(true),
+            last_bgsave_secs: AtomicI64::new(-1),
+            saves: AtomicU64::new(0),
+            latest_fork_usec: AtomicU64::new(0),
+            total_forks: AtomicU64::new(0),
+            loaded_keys: AtomicU64::new(0),
+            loaded_expired: AtomicU64::new(0),
+        }
+    }
+}
+
+/// `dir`/`dbfilename`.
+pub fn rdb_path(srv: &Server) -> PathBuf {
+    let rt = srv.rt.read();
+    PathBuf::from(&rt.dir).join(&rt.dbfilename)
+}
+
+/// The aux fields Redis 7.0 writes (tools read `redis-ver` and `ctime`).
+fn aux_fields(srv: &Server) -> Vec<(&'static str, String)> {
+    vec![
+        ("redis-ver", crate::REDIS_VERSION.to_string()),
+        ("redis-bits", "64".into()),
+        ("ctime", (now_ms() / 1000).to_string()),
+        ("used-mem", crate::alloc::allocated().to_string()),
+        ("aof-base", "0".into()),
+        ("kvfleet-run-id", srv.run_id.clone()),
+    ]
+}
+
+/// Takes a snapshot and writes it to `dir/dbfilename` (through a temporary
+/// file and a rename, so a crash never leaves half a file under the name).
+pub fn save(srv: &Server) -> Result<(), String> {
+    let _one = srv.persist.running.lock();
+    let path = rdb_path(srv);
+    let tmp = path.with_file_name(format!("temp-{}.rdb", std::process::id()));
+    let dirty = srv.stats.dirty.load(Relaxed);
+    let st = snapshot::start(&srv.db);
+    srv.persist
+        .latest_fork_usec
+        .store(st.pause.as_micros() as u64, Relaxed);
+    srv.persist.total_forks.fetch_add(1, Relaxed);
+    let result = (|| {
+        let f = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        let w = BufWriter::with_capacity(1 << 20, f);
+        let w = snapshot::write(&srv.db, &st, &aux_fields(srv), w)
+            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        let f = w.into_inner().map_err(|e| e.to_string())?;
+        f.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("renaming to {}: {e}", path.display()))
+    })();
+    match &result {
+        Ok(()) => {
+            srv.stats.dirty.fetch_sub(dirty, Relaxed);
+            srv.lastsave.store(now_ms() / 1000, Relaxed);
+            srv.persist.saves.fetch_add(1, Relaxed);
+            tracing::info!(path = %path.display(), keys = st.keys, pause_us = st.pause.as_micros() as u64, "DB saved on disk");
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(error = %e, "save failed");
+        }
+    }
+    result
+}
+
+/// Starts a background save; `Err` when one is already running.
+pub fn bgsave(srv: &Server) -> Result<(), &'static str> {
+    let Some(srv) = srv.me.upgrade() else {
+        return Err("ERR server shutting down");
+    };
+    if srv
+        .persist
+        .bgsave_in_progress
+        .compare_exchange(false, true, Relaxed, Relaxed)
+        .is_err()
+    {
+        return Err("ERR Background save already in progress");
+    }
+    srv.persist.bgsave_started.store(now_ms() / 1000, Relaxed);
+    std::thread::Builder::new()
+        .name("bgsave".into())
+        .spawn(move || {
+            let t = std::time::Instant::now();
+            let ok = save(&srv).is_ok();
+            let p = &srv.persist;
+            p.last_bgsave_ok.store(ok, Relaxed);
+            p.last_bgsave_secs
+                .store(t.elapsed().as_secs() as i64, Relaxed);
+            p.bgsave_in_progress.store(false, Relaxed);
+        })
+        .map_err(|_| "ERR can't start a background save thread")?;
+    Ok(())
+}
+
+/// Save points (`save "3600 1 300 100"`): whether one is due now.
+pub fn save_point_due(srv: &Server) -> bool {
+    let points = srv.rt.read().save.clone();
+    let dirty = srv.stats.dirty.load(Relaxed);
+    if dirty == 0 || srv.persist.bgsave_in_progress.load(Relaxed) {
+        return false;
+    }
+    let elapsed = (now_ms() / 1000).saturating_sub(srv.lastsave.load(Relaxed));
+    let nums: Vec<u64> = points
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    nums.chunks_exact(2)
+        .any(|p| elapsed >= p[0] && dirty >= p[1])
+}
+
+/// Parses a `save` setting; `Err` names what is wrong.
+pub fn parse_save(s: &str) -> Result<(), String> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    if !parts.len().is_multiple_of(2) || parts.iter().any(|p| p.parse::<u64>().is_err()) {
+        return Err("Invalid save parameters".into());
+    }
+    Ok(())
+}
+
+/// Loads `path` into an empty keyspace. Any error — bad magic, unknown
+/// version, corruption, checksum mismatch, a type we cannot hold — fails
+/// the whole load: the server must not start on half a file.
+pub fn load(db: &Db, path: &std::path::Path) -> Result<(u64, u64), String> {
+    let f = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let mut l = Loader::new(BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let now = now_ms();
+    let (mut loaded, mut expired) = (0u64, 0u64);
+    loop {
+        let item = l.next_item().map_err(|e| {
+            format!(
+                "{}: {e} (after {} bytes, {loaded} keys)",
+                path.display(),
+                l.position()
+            )
+        })?;
+        match item {
+            Some(Item::Record(r)) => {
+                if r.db != 0 {
+                    return Err(format!(
+                        "{}: holds keys of database {}; kvfleet has one database (0)",
+                        path.display(),
+                        r.db
+                    ));
+                }
+                let at = r.expire_ms.unwrap_or(0);
+                if at != 0 && at <= now {
+                    expired += 1;
+                    continue;
+                }
+                let key = String::from_utf8_lossy(&r.key).into_owned();
+                let v = codec::to_value(r.value)
+                    .map_err(|e| format!("{}: key '{key}': {e}", path.display()))?;
+                let slot = kvfleet_model::slot(&r.key) as usize;
+                db.slots[slot].lock().insert(Entry::new(&r.key, v, at));
+                loaded += 1;
+            }
+            Some(Item::Function(_)) => {
+                return Err(format!(
+                    "{}: holds function libraries, which kvfleet does not run yet",
+                    path.display()
+                ));
+            }
+            Some(Item::Aux(..)) => {}
+            Some(Item::Eof) | None => break,
+        }
+    }
+    Ok((loaded, expired))
+}
