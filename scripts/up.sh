@@ -13,7 +13,13 @@ PROXY_PORT=6380
 stop() {
   for pidf in "$RUN"/*.pid; do
     [ -e "$pidf" ] || continue
-    kill "$(cat "$pidf")" 2>/dev/null || true
+    pid=$(cat "$pidf")
+    kill "$pid" 2>/dev/null || true
+    # servers save their RDB file on SIGTERM: wait until they are gone
+    for _ in $(seq 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
     rm -f "$pidf"
   done
 }
@@ -29,7 +35,9 @@ cargo build --release --bins
 mkdir -p "$RUN"
 stop
 for port in "${PORTS[@]}"; do
-  nohup target/release/kvfleet-server --port "$port" >"$RUN/server-$port.log" 2>&1 &
+  # each server's RDB file in a directory of its own (saved on stop, loaded on start)
+  mkdir -p "$RUN/server-$port"
+  nohup target/release/kvfleet-server --port "$port" --dir "$RUN/server-$port" >"$RUN/server-$port.log" 2>&1 &
   echo $! >"$RUN/server-$port.pid"
 done
 wait_ready() { # port name
