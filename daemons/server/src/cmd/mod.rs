@@ -138,6 +138,8 @@ pub struct Keys<'s> {
     guards: Guards<'s>,
     /// Every slot is locked (EXEC of a whole-keyspace command).
     all_locked: bool,
+    /// A read-only command: counts hits/misses, and its reads skip the
+    /// snapshot's copy-on-write.
     count_hits: bool,
 }
 
@@ -236,7 +238,12 @@ impl<'s> Keys<'s> {
                 if hits {
                     slot.hits += 1;
                 }
-                let e = &mut slot.map[i];
+                // read-only commands only stamp the access time
+                let e = if hits {
+                    slot.map.for_read(i)
+                } else {
+                    &mut slot.map[i]
+                };
                 e.set_access(crate::db::touched(e.access()));
                 Some(e)
             }

@@ -202,6 +202,14 @@ impl Table {
         self.snap.pre.buf.len()
     }
 
+    /// The record at `i` for a read-only command: its access stamp may change,
+    /// which no snapshot records, so no copy-on-write (reads during a save
+    /// neither serialise nor hold memory). Callers must not change the value.
+    #[inline]
+    pub fn for_read(&mut self, i: usize) -> &mut Entry {
+        &mut self.entries[i]
+    }
+
     /// Drops every record (saving them first for a running snapshot).
     pub fn clear(&mut self) {
         let mut i = 0;

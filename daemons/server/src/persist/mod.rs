@@ -104,6 +104,9 @@ pub fn save(srv: &Server) -> Result<(), String> {
     result
 }
 
+/// The background save thread's niceness (commands run at 0).
+const SAVE_NICE: i32 = 10;
+
 /// Starts a background save; `Err` when one is already running.
 pub fn bgsave(srv: &Server) -> Result<(), &'static str> {
     let Some(srv) = srv.me.upgrade() else {
@@ -121,6 +124,9 @@ pub fn bgsave(srv: &Server) -> Result<(), &'static str> {
     std::thread::Builder::new()
         .name("bgsave".into())
         .spawn(move || {
+            // Serialising is bulk work: commands must win the CPU when they
+            // need it (Linux's nice is per thread), the save takes the rest.
+            let _ = rustix::process::nice(SAVE_NICE);
             let t = std::time::Instant::now();
             let ok = save(&srv).is_ok();
             let p = &srv.persist;
