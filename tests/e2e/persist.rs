@@ -148,6 +148,21 @@ fn dump(c: &mut RawClient, key: &str) -> Vec<u8> {
     }
 }
 
+/// DUMP from `from`, RESTORE (with the remaining TTL) into `to`, key by key.
+fn copy_keys<'k>(from: &mut RawClient, to: &mut RawClient, keys: impl Iterator<Item = &'k String>) {
+    for key in keys {
+        let p = dump(from, key);
+        let pttl = text(&from.call(&["PTTL", key]));
+        let ttl = if pttl.starts_with('-') {
+            "0".into()
+        } else {
+            pttl
+        };
+        let reply = to.cmd(&[b"RESTORE", key.as_bytes(), ttl.as_bytes(), &p]);
+        assert_eq!(String::from_utf8_lossy(&reply), "+OK\r\n", "RESTORE {key}");
+    }
+}
+
 #[test]
 fn dump_payloads_cross_between_kvfleet_and_redis_for_every_type() {
     let redis = redis_server(&[]);
@@ -156,17 +171,7 @@ fn dump_payloads_cross_between_kvfleet_and_redis_for_every_type() {
     populate(&mut r);
     let want = keyspace(&mut r);
     // Redis → kvfleet
-    for key in want.keys() {
-        let p = dump(&mut r, key);
-        let pttl = text(&r.call(&["PTTL", key]));
-        let ttl = if pttl.starts_with('-') {
-            "0".into()
-        } else {
-            pttl
-        };
-        let reply = k.cmd(&[b"RESTORE", key.as_bytes(), ttl.as_bytes(), &p]);
-        assert_eq!(reply, b"+OK\r\n", "RESTORE {key} of Redis's payload");
-    }
+    copy_keys(&mut r, &mut k, want.keys());
     assert_eq!(
         keyspace(&mut k),
         want,
@@ -175,20 +180,7 @@ fn dump_payloads_cross_between_kvfleet_and_redis_for_every_type() {
     // kvfleet → a fresh Redis
     let redis2 = redis_server(&[]);
     let mut r2 = redis2.client();
-    for key in want.keys() {
-        let p = dump(&mut k, key);
-        let pttl = text(&k.call(&["PTTL", key]));
-        let ttl = if pttl.starts_with('-') {
-            "0".into()
-        } else {
-            pttl
-        };
-        let reply = r2.cmd(&[b"RESTORE", key.as_bytes(), ttl.as_bytes(), &p]);
-        assert_eq!(
-            reply, b"+OK\r\n",
-            "redis-server RESTORE {key} of our payload"
-        );
-    }
+    copy_keys(&mut k, &mut r2, want.keys());
     assert_eq!(
         keyspace(&mut r2),
         want,
@@ -281,7 +273,7 @@ fn rdb_files_cross_between_kvfleet_and_redis_and_survive_a_restart() {
     let kv = kvfleet_server(&["--dir", &dir_of(&redis).display().to_string()]);
     let mut k = kv.client();
     assert_eq!(keyspace(&mut k), want, "kvfleet loading Redis's dump.rdb");
-    let loaded = info(&mut k, "persistence", "rdb_last_load_keys_loaded");
+    let loaded = k.info_field("persistence", "rdb_last_load_keys_loaded");
     assert_eq!(loaded, want.len().to_string());
     drop(k);
     drop(kv);
@@ -306,16 +298,6 @@ fn rdb_files_cross_between_kvfleet_and_redis_and_survive_a_restart() {
         want,
         "Redis loading kvfleet's dump.rdb"
     );
-}
-
-fn info(c: &mut RawClient, section: &str, field: &str) -> String {
-    let t = text(&c.call(&["INFO", section]));
-    t.lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{field}:"))
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_else(|| panic!("no {field}"))
 }
 
 /// A background save while writers run: the file must hold the keyspace of
@@ -368,14 +350,14 @@ fn bgsave_under_concurrent_writers_saves_one_instant() {
     std::thread::sleep(Duration::from_millis(300)); // let the writers get going
     assert_eq!(text(&c.call(&["BGSAVE"])), "Background saving started");
     assert!(eventually(Duration::from_secs(30), || {
-        info(&mut c, "persistence", "rdb_bgsave_in_progress") == "0"
+        c.info_field("persistence", "rdb_bgsave_in_progress") == "0"
     }));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {
         w.join().unwrap();
     }
-    assert_eq!(info(&mut c, "persistence", "rdb_last_bgsave_status"), "ok");
-    let pause: u64 = info(&mut c, "stats", "latest_fork_usec").parse().unwrap();
+    assert_eq!(c.info_field("persistence", "rdb_last_bgsave_status"), "ok");
+    let pause: u64 = c.info_field("stats", "latest_fork_usec").parse().unwrap();
     assert!(pause > 0 && pause < 1_000_000, "pause {pause} µs");
 
     let f = std::fs::File::open(dir_of(&kv).join("dump.rdb")).unwrap();
@@ -458,21 +440,19 @@ fn a_corrupt_or_truncated_rdb_stops_the_server_with_a_clear_error() {
 fn save_points_trigger_a_background_save() {
     let kv = kvfleet_server(&[]);
     let mut c = kv.client();
-    assert_eq!(info(&mut c, "persistence", "rdb_saves"), "0");
+    assert_eq!(c.info_field("persistence", "rdb_saves"), "0");
     assert_eq!(text(&c.call(&["CONFIG", "SET", "save", "1 3"])), "OK");
     for i in 0..3 {
         c.call(&["SET", &format!("k{i}"), "v"]);
     }
     assert!(
-        eventually(Duration::from_secs(10), || info(
-            &mut c,
-            "persistence",
-            "rdb_saves"
-        ) == "1"),
+        eventually(Duration::from_secs(10), || c
+            .info_field("persistence", "rdb_saves")
+            == "1"),
         "no save after 3 changes and 1 s"
     );
     assert_eq!(
-        info(&mut c, "persistence", "rdb_changes_since_last_save"),
+        c.info_field("persistence", "rdb_changes_since_last_save"),
         "0"
     );
     assert!(dir_of(&kv).join("dump.rdb").exists());

@@ -14,19 +14,6 @@ fn int(c: &mut RawClient, args: &[&str]) -> i64 {
     }
 }
 
-fn info_field(c: &mut RawClient, section: &str, field: &str) -> String {
-    let Frame::Bulk(b) = c.call(&["INFO", section]) else {
-        panic!("INFO not bulk")
-    };
-    let text = String::from_utf8_lossy(&b).into_owned();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{field}:"))
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
-}
-
 #[test]
 fn active_expiry_reclaims_keys_nobody_reads() {
     let srv = kvfleet_server(&[]);
@@ -49,7 +36,7 @@ fn active_expiry_reclaims_keys_nobody_reads() {
         eventually(Duration::from_secs(10), || int(&mut c, &["DBSIZE"]) == 1),
         "expired keys were not reclaimed"
     );
-    assert_eq!(info_field(&mut c, "stats", "expired_keys"), "2000");
+    assert_eq!(c.info_field("stats", "expired_keys"), "2000");
 }
 
 #[test]
@@ -73,7 +60,7 @@ fn lazy_expiry_hides_keys_when_active_expiry_is_off() {
 fn maxmemory_evicts_under_lru_and_refuses_under_noeviction() {
     let srv = kvfleet_server(&[]);
     let mut c = srv.client();
-    let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    let used: u64 = c.info_field("memory", "used_memory").parse().unwrap();
     let limit = used + 4 * 1024 * 1024;
     c.call(&["CONFIG", "SET", "maxmemory", &limit.to_string()]);
     c.call(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
@@ -82,9 +69,9 @@ fn maxmemory_evicts_under_lru_and_refuses_under_noeviction() {
         let r = c.cmd(&[b"SET", format!("k:{i}").as_bytes(), &val]);
         assert_eq!(r, b"+OK\r\n");
     }
-    let evicted: u64 = info_field(&mut c, "stats", "evicted_keys").parse().unwrap();
+    let evicted: u64 = c.info_field("stats", "evicted_keys").parse().unwrap();
     assert!(evicted > 10_000, "evicted only {evicted}");
-    let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    let used: u64 = c.info_field("memory", "used_memory").parse().unwrap();
     assert!(
         used <= limit + 1024 * 1024,
         "used {used} over limit {limit}"
@@ -124,7 +111,7 @@ fn volatile_ttl_evicts_only_keys_with_ttl() {
     for i in 0..2000 {
         c.cmd(&[b"SET", format!("p:{i}").as_bytes(), &val]);
     }
-    let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    let used: u64 = c.info_field("memory", "used_memory").parse().unwrap();
     c.call(&[
         "CONFIG",
         "SET",
@@ -135,7 +122,7 @@ fn volatile_ttl_evicts_only_keys_with_ttl() {
         c.cmd(&[b"SET", format!("v:{i}").as_bytes(), &val, b"EX", b"1000"]);
     }
     assert!(
-        info_field(&mut c, "stats", "evicted_keys")
+        c.info_field("stats", "evicted_keys")
             .parse::<u64>()
             .unwrap()
             > 0
@@ -158,11 +145,9 @@ fn blpop_wakes_on_push_from_another_client() {
         c.call(&["BLPOP", "q1", "q2", "5"])
     });
     let mut c = srv.client();
-    assert!(eventually(Duration::from_secs(5), || info_field(
-        &mut c,
-        "clients",
-        "blocked_clients"
-    ) == "1"));
+    assert!(eventually(Duration::from_secs(5), || c
+        .info_field("clients", "blocked_clients")
+        == "1"));
     assert_eq!(int(&mut c, &["RPUSH", "q2", "job"]), 1);
     assert_eq!(
         waiter.join().unwrap(),
@@ -173,7 +158,7 @@ fn blpop_wakes_on_push_from_another_client() {
         0,
         "the element must be consumed exactly once"
     );
-    assert_eq!(info_field(&mut c, "clients", "blocked_clients"), "0");
+    assert_eq!(c.info_field("clients", "blocked_clients"), "0");
 }
 
 #[test]
@@ -191,11 +176,9 @@ fn blocking_pops_time_out_and_blmove_moves() {
     let waiter = std::thread::spawn(move || {
         RawClient::connect(port).call(&["BLMOVE", "src", "dst", "LEFT", "RIGHT", "0"])
     });
-    assert!(eventually(Duration::from_secs(5), || info_field(
-        &mut c,
-        "clients",
-        "blocked_clients"
-    ) == "1"));
+    assert!(eventually(Duration::from_secs(5), || c
+        .info_field("clients", "blocked_clients")
+        == "1"));
     c.call(&["LPUSH", "src", "a"]);
     assert_eq!(waiter.join().unwrap(), bulk("a"));
     assert_eq!(
@@ -204,11 +187,9 @@ fn blocking_pops_time_out_and_blmove_moves() {
     );
     let port = srv.port;
     let z = std::thread::spawn(move || RawClient::connect(port).call(&["BZPOPMIN", "zq", "0"]));
-    assert!(eventually(Duration::from_secs(5), || info_field(
-        &mut c,
-        "clients",
-        "blocked_clients"
-    ) == "1"));
+    assert!(eventually(Duration::from_secs(5), || c
+        .info_field("clients", "blocked_clients")
+        == "1"));
     c.call(&["ZADD", "zq", "3", "m"]);
     assert_eq!(
         z.join().unwrap(),
@@ -223,17 +204,13 @@ fn blocked_client_that_disconnects_is_forgotten() {
     {
         let mut b = srv.client();
         b.send(&encode_cmd(&[b"BLPOP", b"never", b"0"]));
-        assert!(eventually(Duration::from_secs(5), || info_field(
-            &mut c,
-            "clients",
-            "blocked_clients"
-        ) == "1"));
+        assert!(eventually(Duration::from_secs(5), || c
+            .info_field("clients", "blocked_clients")
+            == "1"));
     }
-    assert!(eventually(Duration::from_secs(5), || info_field(
-        &mut c,
-        "clients",
-        "blocked_clients"
-    ) == "0"));
+    assert!(eventually(Duration::from_secs(5), || c
+        .info_field("clients", "blocked_clients")
+        == "0"));
     c.call(&["RPUSH", "never", "x"]);
     assert_eq!(
         int(&mut c, &["LLEN", "never"]),
@@ -530,12 +507,9 @@ fn slowlog_info_and_client_commands_report_what_happened() {
         ("replication", "role"),
         ("cpu", "used_cpu_user"),
     ] {
-        info_field(&mut c, section, field);
+        c.info_field(section, field);
     }
-    assert_eq!(
-        info_field(&mut c, "server", "tcp_port"),
-        srv.port.to_string()
-    );
+    assert_eq!(c.info_field("server", "tcp_port"), srv.port.to_string());
     let Frame::Bulk(cs) = c.call(&["INFO", "commandstats"]) else {
         panic!()
     };
@@ -592,7 +566,7 @@ fn every_eviction_policy_evicts_and_volatile_policies_spare_persistent_keys() {
             c.pipeline(&cmds).iter().all(|r| r == b"+OK\r\n"),
             "{policy}: preload refused"
         );
-        let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+        let used: u64 = c.info_field("memory", "used_memory").parse().unwrap();
         c.call(&[
             "CONFIG",
             "SET",
@@ -603,7 +577,7 @@ fn every_eviction_policy_evicts_and_volatile_policies_spare_persistent_keys() {
             let r = c.cmd(&[b"SET", format!("v:{i}").as_bytes(), &val, b"EX", b"1000"]);
             assert_eq!(r, b"+OK\r\n", "{policy}: write refused");
         }
-        let evicted: u64 = info_field(&mut c, "stats", "evicted_keys").parse().unwrap();
+        let evicted: u64 = c.info_field("stats", "evicted_keys").parse().unwrap();
         assert!(evicted > 1000, "{policy}: evicted only {evicted}");
         if policy.starts_with("volatile") {
             assert_eq!(
@@ -678,7 +652,7 @@ fn lfu_eviction_keeps_frequently_read_keys_and_object_freq_counts_reads() {
     let hot = int(&mut c, &["OBJECT", "FREQ", "hot:7"]);
     assert!(hot > fresh, "60 reads left freq at {hot}");
 
-    let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    let used: u64 = c.info_field("memory", "used_memory").parse().unwrap();
     c.call(&[
         "CONFIG",
         "SET",
@@ -689,7 +663,7 @@ fn lfu_eviction_keeps_frequently_read_keys_and_object_freq_counts_reads() {
     for r in c.pipeline(&set("new", 1000)) {
         assert_eq!(r, b"+OK\r\n");
     }
-    let evicted: u64 = info_field(&mut c, "stats", "evicted_keys").parse().unwrap();
+    let evicted: u64 = c.info_field("stats", "evicted_keys").parse().unwrap();
     assert!(evicted > 500, "evicted only {evicted}");
     let hot_left = (0..100)
         .filter(|i| int(&mut c, &["EXISTS", &format!("hot:{i}")]) == 1)

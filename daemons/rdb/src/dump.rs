@@ -24,13 +24,11 @@ pub fn verify(payload: &[u8]) -> bool {
     version <= RDB_VERSION && CRC64.checksum(&payload[..n - 8]) == crc
 }
 
-/// The value of a verified payload.
+/// The value of a payload: [`Error::Footer`] when its version or checksum
+/// is wrong, another error when its body is.
 pub fn decode(payload: &[u8]) -> Result<Value> {
     if !verify(payload) {
-        return Err(Error::Corrupt {
-            at: 0,
-            what: "DUMP payload version or checksum are wrong".into(),
-        });
+        return Err(Error::Footer);
     }
     let body = &payload[..payload.len() - 10];
     let (&t, data) = body.split_first().ok_or(Error::Truncated)?;

@@ -77,6 +77,8 @@ pub enum Error {
     Checksum { stored: u64, computed: u64 },
     #[error("bad data at byte {at}: {what}")]
     Corrupt { at: u64, what: String },
+    #[error("DUMP payload version or checksum are wrong")]
+    Footer,
     #[error("{0} are not supported")]
     Unsupported(String),
 }

@@ -105,9 +105,16 @@ impl<R: Read> Input<R> {
         if n > MAX_STRING {
             return Err(self.corrupt(format!("string of {n} bytes")));
         }
+        // Exact-size buffers (they become boxed values without a copy).
+        // Past 1 MiB the buffer grows as bytes arrive, so a corrupt length
+        // cannot allocate more than the input holds.
+        if n <= 1 << 20 {
+            let mut v = vec![0; n as usize];
+            self.exact(&mut v)?;
+            return Ok(v);
+        }
         let mut v = Vec::new();
-        let got = (&mut self.r).take(n).read_to_end(&mut v)?;
-        if got as u64 != n {
+        if (&mut self.r).take(n).read_to_end(&mut v)? as u64 != n {
             return Err(Error::Truncated);
         }
         self.digest.update(&v);
@@ -192,26 +199,10 @@ impl<R: Read> Input<R> {
                 Value::Hash(v)
             }
             kind::SET_INTSET => Value::Set(intset(&self.string()?).map_err(|e| self.at(e))?),
-            kind::HASH_LISTPACK => {
-                let items = listpack(&self.string()?).map_err(|e| self.at(e))?;
-                if items.len() % 2 != 0 {
-                    return Err(self.corrupt("odd hash listpack"));
-                }
-                let mut it = items.into_iter();
-                let mut v = Vec::new();
-                while let (Some(f), Some(x)) = (it.next(), it.next()) {
-                    v.push((f, x));
-                }
-                Value::Hash(v)
-            }
+            kind::HASH_LISTPACK => Value::Hash(self.listpack_pairs()?),
             kind::ZSET_LISTPACK => {
-                let items = listpack(&self.string()?).map_err(|e| self.at(e))?;
-                if items.len() % 2 != 0 {
-                    return Err(self.corrupt("odd sorted set listpack"));
-                }
-                let mut it = items.into_iter();
                 let mut v = Vec::new();
-                while let (Some(m), Some(s)) = (it.next(), it.next()) {
+                for (m, s) in self.listpack_pairs()? {
                     let score = std::str::from_utf8(&s)
                         .ok()
                         .and_then(|s| s.parse::<f64>().ok())
@@ -252,6 +243,20 @@ impl<R: Read> Input<R> {
             }
             t => return Err(self.corrupt(format!("unknown value type {t}"))),
         })
+    }
+
+    /// A listpack of alternating fields and values (hashes, sorted sets).
+    fn listpack_pairs(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let items = listpack(&self.string()?).map_err(|e| self.at(e))?;
+        if items.len() % 2 != 0 {
+            return Err(self.corrupt("listpack with an odd number of elements"));
+        }
+        let mut it = items.into_iter();
+        let mut v = Vec::with_capacity(it.len() / 2);
+        while let (Some(a), Some(b)) = (it.next(), it.next()) {
+            v.push((a, b));
+        }
+        Ok(v)
     }
 
     /// `RDB_TYPE_ZSET`'s scores: a length byte and ASCII, or nan/inf markers.

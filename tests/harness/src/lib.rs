@@ -374,6 +374,20 @@ impl RawClient {
             .expect("complete")
             .0
     }
+
+    /// One field of `INFO <section>`; panics when the server has no such field.
+    pub fn info_field(&mut self, section: &str, field: &str) -> String {
+        let Frame::Bulk(b) = self.call(&["INFO", section]) else {
+            panic!("INFO not bulk")
+        };
+        let text = String::from_utf8_lossy(&b).into_owned();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{field}:"))
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+    }
 }
 
 /// Shorthand for a bulk frame in assertions.

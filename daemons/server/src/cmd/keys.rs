@@ -499,13 +499,15 @@ fn restore(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if ttl < 0 {
         return Err(err("ERR Invalid TTL value, must be >= 0"));
     }
-    if !kvfleet_rdb::dump::verify(a[3]) {
-        return Err(err("ERR DUMP payload version or checksum are wrong"));
-    }
-    let value = kvfleet_rdb::dump::decode(a[3])
-        .ok()
-        .and_then(|v| crate::persist::codec::to_value(v).ok())
-        .ok_or_else(|| err("ERR Bad data format"))?;
+    let value = match kvfleet_rdb::dump::decode(a[3]) {
+        Err(kvfleet_rdb::Error::Footer) => {
+            return Err(err("ERR DUMP payload version or checksum are wrong"));
+        }
+        v => v
+            .ok()
+            .and_then(|v| crate::persist::codec::to_value(v).ok())
+            .ok_or_else(|| err("ERR Bad data format"))?,
+    };
     let deleted = replace && ctx.db.remove(key).is_some();
     let at = match ttl {
         0 => 0,
