@@ -82,10 +82,10 @@ pub fn save(srv: &Server) -> Result<(), String> {
     srv.persist.total_forks.fetch_add(1, Relaxed);
     let result = (|| {
         let f = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-        let w = BufWriter::with_capacity(1 << 20, f);
+        let w = BufWriter::with_capacity(1 << 20, AutoSync { f, unsynced: 0 });
         let w = snapshot::write(&srv.db, &st, &aux_fields(srv), w)
             .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-        let f = w.into_inner().map_err(|e| e.to_string())?;
+        let f = w.into_inner().map_err(|e| e.to_string())?.f;
         f.sync_all().map_err(|e| e.to_string())?;
         std::fs::rename(&tmp, &path).map_err(|e| format!("renaming to {}: {e}", path.display()))
     })();
@@ -102,6 +102,32 @@ pub fn save(srv: &Server) -> Result<(), String> {
         }
     }
     result
+}
+
+/// Flush written data to disk every this many bytes (Redis's
+/// `rdb-save-incremental-fsync`): one large flush at the end stalls the
+/// machine's I/O, and on this VM the serving threads with it (10–30 ms GETs).
+const AUTOSYNC_BYTES: usize = 4 << 20;
+
+struct AutoSync {
+    f: File,
+    unsynced: usize,
+}
+
+impl std::io::Write for AutoSync {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.f.write(b)?;
+        self.unsynced += n;
+        if self.unsynced >= AUTOSYNC_BYTES {
+            self.f.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.f.flush()
+    }
 }
 
 /// The background save thread's niceness (commands run at 0).
