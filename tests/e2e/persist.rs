@@ -458,3 +458,181 @@ fn save_points_trigger_a_background_save() {
     assert!(dir_of(&kv).join("dump.rdb").exists());
     assert!(text(&c.call(&["CONFIG", "SET", "save", "1"])).contains("Invalid save"));
 }
+
+/// Commands whose effect depends on the moment or on chance, which the AOF
+/// must hold in a replayable form, plus a transaction and a served BLPOP.
+fn write_tricky(c: &mut RawClient, port: u16) {
+    for args in [
+        &["SET", "t:ex", "v", "EX", "1000"][..],
+        &["SET", "t:gone", "v", "PX", "1"],
+        &["SETEX", "t:setex", "900", "v"],
+        &["SET", "t:exp", "v"],
+        &["EXPIRE", "t:exp", "800"],
+        &["SET", "t:getex", "v"],
+        &["GETEX", "t:getex", "PX", "700000"],
+        &["SADD", "t:set", "a", "b", "c", "d", "e"],
+        &["SPOP", "t:set"],
+        &["SPOP", "t:set", "2"],
+        &["INCRBYFLOAT", "t:float", "1.1"],
+        &["INCRBYFLOAT", "t:float", "2.2"],
+        &["HINCRBYFLOAT", "t:hf", "f", "0.3"],
+        &["MULTI"],
+        &["INCR", "t:multi"],
+        &["RPUSH", "t:list", "a", "b", "c"],
+        &["EXEC"],
+    ] {
+        let r = c.call(args);
+        assert!(!matches!(r, Frame::Error(_)), "{args:?} -> {r:?}");
+    }
+    // a BLPOP served by a later push
+    let mut blocked = RawClient::connect(port);
+    blocked.send(&kvfleet_harness::encode_cmd(&[b"BLPOP", b"t:q", b"5"]));
+    assert!(eventually(Duration::from_secs(5), || {
+        c.info_field("clients", "blocked_clients") == "1"
+    }));
+    c.call(&["RPUSH", "t:q", "x", "y"]);
+    assert!(blocked.read_reply().is_some());
+    let p = dump(c, "t:list");
+    assert_eq!(
+        c.cmd(&[b"RESTORE", b"t:restored", b"600000", &p]),
+        b"+OK\r\n"
+    );
+}
+
+#[test]
+fn the_aof_replays_exactly_after_a_kill_a_rewrite_and_in_redis_and_back() {
+    let dir = TempDir::new("aof");
+    let d = dir.path().display().to_string();
+    let flags = ["--dir", &d, "--appendonly", "yes"];
+    let kv = kvfleet_server(&flags);
+    let port = kv.port;
+    let mut c = kv.client();
+    populate(&mut c);
+    write_tricky(&mut c, port);
+    let want = keyspace(&mut c);
+    assert_eq!(c.info_field("persistence", "aof_enabled"), "1");
+    drop(c);
+    drop(kv); // SIGKILL: acknowledged writes are in the OS already
+    let kv = kvfleet_server_on(port, &flags);
+    let mut c = kv.client();
+    assert_eq!(keyspace(&mut c), want, "after kill -9 and restart");
+
+    // rewrite, write more, restart: base + new increment only
+    assert_eq!(
+        text(&c.call(&["BGREWRITEAOF"])),
+        "Background append only file rewriting started"
+    );
+    assert!(eventually(Duration::from_secs(30), || {
+        c.info_field("persistence", "aof_rewrite_in_progress") == "0"
+    }));
+    assert_eq!(
+        c.info_field("persistence", "aof_last_bgrewrite_status"),
+        "ok"
+    );
+    c.call(&["SET", "after:rewrite", "1"]);
+    c.call(&["DEL", "s:big"]);
+    let want = keyspace(&mut c);
+    let manifest =
+        std::fs::read_to_string(dir.path().join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    assert!(
+        manifest.contains("appendonly.aof.2.base.rdb") && !manifest.contains(".1."),
+        "{manifest}"
+    );
+    let files = std::fs::read_dir(dir.path().join("appendonlydir"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 3, "old parts deleted: {manifest}");
+    drop(c);
+    drop(kv);
+    let kv = kvfleet_server_on(port, &flags);
+    assert_eq!(
+        keyspace(&mut kv.client()),
+        want,
+        "after a rewrite and restart"
+    );
+    drop(kv);
+
+    // Redis 7.0 loads our directory, writes more, rewrites; we load its
+    let redis = redis_server(&["--dir", &d, "--appendonly", "yes"]);
+    let mut r = redis.client();
+    assert_eq!(keyspace(&mut r), want, "redis-server loading kvfleet's AOF");
+    r.call(&["SET", "from:redis", "1", "EX", "900"]);
+    assert_eq!(
+        text(&r.call(&["BGREWRITEAOF"])),
+        "Background append only file rewriting started"
+    );
+    assert!(eventually(Duration::from_secs(30), || {
+        r.info_field("persistence", "aof_rewrite_in_progress") == "0"
+    }));
+    r.call(&["HSET", "from:redis:h", "f", "v"]);
+    let want = keyspace(&mut r);
+    drop(r);
+    drop(redis);
+    let kv = kvfleet_server_on(port, &flags);
+    assert_eq!(
+        keyspace(&mut kv.client()),
+        want,
+        "kvfleet loading Redis's AOF"
+    );
+}
+
+#[test]
+fn a_cut_off_aof_tail_is_dropped_or_refused_as_configured() {
+    let dir = TempDir::new("aof-tail");
+    let d = dir.path().display().to_string();
+    let flags = [
+        "--dir",
+        &d,
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ];
+    let kv = kvfleet_server(&flags);
+    let port = kv.port;
+    let mut c = kv.client();
+    c.call(&["SET", "a", "1"]);
+    c.call(&["RPUSH", "l", "x"]);
+    drop(c);
+    drop(kv);
+    let incr = dir.path().join("appendonlydir/appendonly.aof.1.incr.aof");
+    let good = std::fs::read(&incr).unwrap();
+    let mut cut = good.clone();
+    cut.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$5\r\nhal");
+    std::fs::write(&incr, &cut).unwrap();
+
+    // aof_load_truncated = false: refuse, naming the file
+    let conf = dir.path().join("strict.toml");
+    std::fs::write(&conf, "aof_load_truncated = false\n").unwrap();
+    let out = Command::new(binary("kvfleet-server"))
+        .args(["--config", &conf.display().to_string(), "--port", "0"])
+        .args(flags)
+        .args(["--save", ""])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("incomplete command") && err.contains("incr.aof"),
+        "{err}"
+    );
+
+    // the default: load up to the cut, truncate the file there
+    let kv = kvfleet_server_on(port, &flags);
+    let mut c = kv.client();
+    assert_eq!(text(&c.call(&["GET", "a"])), "1");
+    assert_eq!(text(&c.call(&["EXISTS", "b"])), "0");
+    assert_eq!(
+        std::fs::read(&incr).unwrap(),
+        good,
+        "truncated at the last whole command"
+    );
+    c.call(&["SET", "c", "3"]);
+    drop(c);
+    drop(kv);
+    let kv = kvfleet_server_on(port, &flags);
+    assert_eq!(text(&kv.client().call(&["GET", "c"])), "3");
+}

@@ -247,6 +247,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("lastsave", 1, FAST | LOADING | STALE, N, "server"),
     cmd!("save", 1, ADMIN | NOSCRIPT | NO_MULTI, N, "server"),
     cmd!("bgsave", -1, ADMIN | NOSCRIPT, N, "server"),
+    cmd!("bgrewriteaof", 1, ADMIN | NOSCRIPT, N, "server"),
     cmd!("dump", 2, READONLY, K1, "generic"),
     cmd!("restore", -4, WRITE | DENYOOM, K1, "generic"),
     cmd!("slots", -2, ADMIN | NOSCRIPT | ALL_SLOTS, N, "server"),

@@ -72,6 +72,18 @@ pub struct Config {
     /// save runs when any is reached; empty disables. Default Redis's
     /// `"3600 1 300 100 60 10000"`.
     pub save: String,
+    /// Append-only file: every write logged (Redis 7's multi-part layout in
+    /// `dir/appenddirname`); loaded at start instead of the RDB file. Default false.
+    pub appendonly: bool,
+    /// `always` (fsync before each reply), `everysec`, or `no`. Default `everysec`.
+    pub appendfsync: String,
+    /// Default `appendonlydir`.
+    pub appenddirname: String,
+    /// Base name of the AOF parts. Default `appendonly.aof`.
+    pub appendfilename: String,
+    /// Load an AOF whose last command was cut off (a crash mid-write) up to
+    /// that command, truncating the file there. Default true.
+    pub aof_load_truncated: bool,
 }
 
 impl Default for Config {
@@ -100,6 +112,11 @@ impl Default for Config {
             dir: ".".into(),
             dbfilename: "dump.rdb".into(),
             save: DEFAULT_SAVE.into(),
+            appendonly: false,
+            appendfsync: "everysec".into(),
+            appenddirname: "appendonlydir".into(),
+            appendfilename: "appendonly.aof".into(),
+            aof_load_truncated: true,
         }
     }
 }
@@ -143,6 +160,19 @@ impl Config {
         }
         parse_slot_ranges(&self.slots).map_err(ConfigError::Invalid)?;
         crate::persist::parse_save(&self.save).map_err(ConfigError::Invalid)?;
+        if crate::persist::aof::Fsync::parse(&self.appendfsync).is_none() {
+            return Err(ConfigError::Invalid(
+                "appendfsync must be always, everysec or no".into(),
+            ));
+        }
+        if [&self.appenddirname, &self.appendfilename]
+            .iter()
+            .any(|n| n.is_empty() || n.contains('/'))
+        {
+            return Err(ConfigError::Invalid(
+                "appenddirname and appendfilename must be names, not paths".into(),
+            ));
+        }
         if self.dbfilename.is_empty() || self.dbfilename.contains('/') {
             return Err(ConfigError::Invalid(
                 "dbfilename must be a file name, not a path".into(),

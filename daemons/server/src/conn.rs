@@ -191,6 +191,8 @@ async fn flush(
     srv: &Server,
     handle: &ClientHandle,
 ) -> std::io::Result<()> {
+    // writes reach the AOF before their replies reach the client
+    srv.persist.feed.flush();
     if !out.is_empty() {
         if handle.killed.load(Relaxed) {
             return Err(std::io::Error::other("client killed"));

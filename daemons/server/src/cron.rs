@@ -44,6 +44,17 @@ pub async fn run(srv: Arc<Server>) {
             last_cmds = c;
             last_t = Instant::now();
             kill_idle(&srv);
+            // appendfsync everysec: fsync off the command path, on a second descriptor
+            let handle = {
+                let mut g = srv.persist.feed.inner.lock();
+                match g.aof.as_mut() {
+                    Some(f) if f.policy == crate::persist::aof::Fsync::EverySec => f.sync_handle(),
+                    _ => None,
+                }
+            };
+            if let Some(f) = handle {
+                tokio::task::spawn_blocking(move || f.sync_data());
+            }
             if crate::persist::save_point_due(&srv) {
                 let _ = crate::persist::bgsave(&srv);
             }

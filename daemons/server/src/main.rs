@@ -43,6 +43,12 @@ struct Args {
     /// Save points, e.g. "3600 1 300 100"; "" disables.
     #[arg(long)]
     save: Option<String>,
+    /// Append-only file: yes or no.
+    #[arg(long)]
+    appendonly: Option<String>,
+    /// always, everysec or no.
+    #[arg(long)]
+    appendfsync: Option<String>,
 }
 
 fn load(args: &Args) -> anyhow::Result<Config> {
@@ -79,6 +85,16 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(s) = &args.save {
         cfg.save = s.clone();
+    }
+    if let Some(a) = &args.appendonly {
+        cfg.appendonly = match a.as_str() {
+            "yes" => true,
+            "no" => false,
+            _ => anyhow::bail!("--appendonly takes yes or no"),
+        };
+    }
+    if let Some(f) = &args.appendfsync {
+        cfg.appendfsync = f.clone();
     }
     cfg.validate()?;
     Ok(cfg)
@@ -127,17 +143,28 @@ fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
         let srv = Server::new(&cfg, file);
         srv.port
             .store(local.port() as u64, std::sync::atomic::Ordering::Relaxed);
-        let path = persist::rdb_path(&srv);
-        if path.exists() {
-            let t = std::time::Instant::now();
-            let (keys, expired) = persist::load(&srv.db, &path)
-                .map_err(|e| anyhow::anyhow!("not starting: {e}"))?;
-            srv.persist.loaded_keys.store(keys, Relaxed);
-            srv.persist.loaded_expired.store(expired, Relaxed);
-            tracing::info!(path = %path.display(), keys, expired, secs = t.elapsed().as_secs_f64(), "DB loaded from disk");
+        let t = std::time::Instant::now();
+        if cfg.appendonly {
+            // as Redis: with the AOF on, it is the data; the RDB file is not read
+            if persist::aof::exists(&srv) {
+                let n = persist::aof::load(&srv).map_err(|e| anyhow::anyhow!("not starting: {e}"))?;
+                tracing::info!(commands = n, keys = srv.db.dbsize(), secs = t.elapsed().as_secs_f64(), "DB loaded from append only file");
+            } else {
+                persist::aof::rewrite(&srv).map_err(|e| anyhow::anyhow!("creating the AOF: {e}"))?;
+            }
+        } else {
+            let path = persist::rdb_path(&srv);
+            if path.exists() {
+                let (keys, expired) = persist::load(&srv.db, &path)
+                    .map_err(|e| anyhow::anyhow!("not starting: {e}"))?;
+                srv.persist.loaded_keys.store(keys, Relaxed);
+                srv.persist.loaded_expired.store(expired, Relaxed);
+                tracing::info!(path = %path.display(), keys, expired, secs = t.elapsed().as_secs_f64(), "DB loaded from disk");
+            }
         }
         tracing::info!(addr = %local, threads, "Ready to accept connections");
         kvfleet_server::listener::run(srv.clone(), listener, shutdown_signal()).await;
+        persist::aof::stop(&srv);
         // Redis saves on shutdown when save points are configured
         if !srv.rt.read().save.trim().is_empty() {
             persist::save(&srv).map_err(|e| anyhow::anyhow!("saving on shutdown: {e}"))?;

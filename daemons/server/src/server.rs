@@ -44,6 +44,31 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
+    /// A client of the server's own (AOF loading): no socket, nobody reads its pushes.
+    pub fn internal(id: u64) -> Arc<ClientHandle> {
+        let (push, _) = tokio::sync::mpsc::unbounded_channel();
+        Arc::new(ClientHandle {
+            id,
+            addr: String::new(),
+            laddr: String::new(),
+            name: Default::default(),
+            lib_name: Default::default(),
+            lib_ver: Default::default(),
+            created: Instant::now(),
+            last_ms: crate::util::now_ms().into(),
+            last_cmd: usize::MAX.into(),
+            resp: 2.into(),
+            subs: 0.into(),
+            psubs: 0.into(),
+            multi: (-1).into(),
+            killed: false.into(),
+            kill: Default::default(),
+            push,
+            pending: 0.into(),
+            soft_since: 0.into(),
+        })
+    }
+
     pub fn kill(&self) {
         self.killed.store(true, Relaxed);
         self.kill.notify_one();

@@ -95,6 +95,8 @@ pub struct ConnState {
     pending_stats: Vec<(usize, u64, u64)>,
     keys_buf: Vec<usize>,
     slots_buf: Vec<u16>,
+    /// Commands for the write stream: inside EXEC, the transaction's so far.
+    pub feed_buf: Vec<u8>,
 }
 
 impl ConnState {
@@ -119,6 +121,7 @@ impl ConnState {
             pending_stats: Vec::new(),
             keys_buf: Vec::new(),
             slots_buf: Vec::new(),
+            feed_buf: Vec::new(),
         }
     }
 
@@ -436,6 +439,7 @@ pub fn handler(name: &str) -> Option<Handler> {
         "lastsave" => s::lastsave,
         "save" => s::save,
         "bgsave" => s::bgsave,
+        "bgrewriteaof" => s::bgrewriteaof,
         "slots" => s::slots,
         "multi" => multi::multi,
         "exec" => multi::exec_placeholder,
@@ -675,8 +679,27 @@ fn execute<'s>(
             count_hits: spec.has(flag::READONLY),
         },
     };
+    let reply_at = ctx.out.len();
     let r = HANDLERS[idx](&mut ctx, args);
     let dirty = ctx.dirty;
+    if dirty > 0 && srv.persist.feed.active() {
+        // appended while the command's slots are still locked
+        let mut cmds = std::mem::take(&mut ctx.conn.feed_buf);
+        crate::persist::feed::replay(
+            spec.name,
+            args,
+            &mut ctx.db,
+            &ctx.out[reply_at..],
+            &mut cmds,
+        );
+        if ctx.conn.in_exec {
+            ctx.conn.feed_buf = cmds;
+        } else {
+            srv.persist.feed.append(&cmds);
+            cmds.clear();
+            ctx.conn.feed_buf = cmds;
+        }
+    }
     let guards = std::mem::take(&mut ctx.db.guards);
     match held {
         Some((g, _)) => *g = guards,

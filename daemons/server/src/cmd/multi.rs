@@ -146,6 +146,14 @@ pub fn exec(srv: &Server, conn: &mut ConnState, out: &mut BytesMut) {
         run(srv, conn, out, idx, &args, Some((&mut guards, all)));
     }
     conn.in_exec = false;
+    if !conn.feed_buf.is_empty() {
+        // the transaction's writes, atomic in the stream too (slots still locked)
+        let mut cmds = Vec::with_capacity(conn.feed_buf.len() + 32);
+        cmds.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+        cmds.append(&mut conn.feed_buf);
+        cmds.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+        srv.persist.feed.append(&cmds);
+    }
     drop(guards);
     unwatch_all(srv, conn);
 }

@@ -165,8 +165,17 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ),
         ("databases", "1".into()),
         ("save", rt.save.clone()),
-        ("appendonly", "no".into()),
-        ("appendfsync", "everysec".into()),
+        (
+            "appendonly",
+            if rt.appendonly { "yes" } else { "no" }.into(),
+        ),
+        ("appendfsync", rt.appendfsync.clone()),
+        ("appenddirname", rt.appenddirname.clone()),
+        ("appendfilename", rt.appendfilename.clone()),
+        (
+            "aof-load-truncated",
+            if rt.aof_load_truncated { "yes" } else { "no" }.into(),
+        ),
         (
             "dir",
             std::fs::canonicalize(&rt.dir)
@@ -190,6 +199,14 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("replica-priority", "100".into()),
         ("loglevel", "notice".into()),
     ]
+}
+
+fn yes_no(v: &[u8]) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_slice() {
+        b"yes" => Ok(true),
+        b"no" => Ok(false),
+        _ => Err("argument must be 'yes' or 'no'".into()),
+    }
 }
 
 fn parse_size(v: &[u8]) -> Option<u64> {
@@ -299,9 +316,32 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             }
             rt.dbfilename = f;
         }
-        "appendonly"
-        | "appendfsync"
-        | "loglevel"
+        "appendfsync" => {
+            let v = String::from_utf8_lossy(v).to_ascii_lowercase();
+            let policy = crate::persist::aof::Fsync::parse(&v)
+                .ok_or("argument(s) must be one of the following: always, everysec, no")?;
+            rt.appendfsync = v;
+            if let Some(f) = srv.persist.feed.inner.lock().aof.as_mut() {
+                f.policy = policy;
+            }
+        }
+        "aof-load-truncated" => rt.aof_load_truncated = yes_no(v)?,
+        "appendonly" => {
+            let on = yes_no(v)?;
+            if on != rt.appendonly {
+                rt.appendonly = on;
+                // the rewrite reads the config: release it first
+                drop(rt);
+                if on {
+                    // Redis builds the AOF from the data in the background
+                    crate::persist::bgrewriteaof(srv).map_err(|e| e.to_string())?;
+                } else {
+                    crate::persist::aof::stop(srv);
+                }
+            }
+            return Ok(());
+        }
+        "loglevel"
         | "tcp-keepalive"
         | "busy-reply-threshold"
         | "lua-time-limit"
@@ -532,7 +572,7 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         let p = &srv.persist;
         let _ = write!(
             o,
-            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
             srv.stats.dirty.load(Relaxed),
             p.bgsave_in_progress.load(Relaxed) as u8,
             srv.lastsave.load(Relaxed),
@@ -550,6 +590,19 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
             p.saves.load(Relaxed),
             p.loaded_expired.load(Relaxed),
             p.loaded_keys.load(Relaxed),
+            p.feed.active() as u8,
+            p.aof_rewrite_in_progress.load(Relaxed) as u8,
+            if p.aof_last_rewrite_ok.load(Relaxed) {
+                "ok"
+            } else {
+                "err"
+            },
+            p.aof_rewrites.load(Relaxed),
+            if p.feed.inner.lock().write_failed {
+                "err"
+            } else {
+                "ok"
+            },
         );
     }
     if want("stats") {
@@ -764,6 +817,12 @@ pub fn bgsave(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     }
     crate::persist::bgsave(ctx.srv).map_err(err)?;
     ctx.simple(b"Background saving started");
+    Ok(())
+}
+
+pub fn bgrewriteaof(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
+    crate::persist::bgrewriteaof(ctx.srv).map_err(err)?;
+    ctx.simple(b"Background append only file rewriting started");
     Ok(())
 }
 

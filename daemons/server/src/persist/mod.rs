@@ -1,7 +1,9 @@
 //! Persistence: RDB files from the forkless snapshot, loading at start,
 //! save points, and the state `INFO persistence` reports.
 
+pub mod aof;
 pub mod codec;
+pub mod feed;
 pub mod snapshot;
 
 use std::fs::File;
@@ -31,6 +33,11 @@ pub struct Persist {
     pub total_forks: AtomicU64,
     pub loaded_keys: AtomicU64,
     pub loaded_expired: AtomicU64,
+    /// The write stream (AOF).
+    pub feed: feed::Feed,
+    pub aof_rewrite_in_progress: AtomicBool,
+    pub aof_rewrites: AtomicU64,
+    pub aof_last_rewrite_ok: AtomicBool,
 }
 
 impl Default for Persist {
@@ -46,6 +53,10 @@ impl Default for Persist {
             total_forks: AtomicU64::new(0),
             loaded_keys: AtomicU64::new(0),
             loaded_expired: AtomicU64::new(0),
+            feed: Default::default(),
+            aof_rewrite_in_progress: AtomicBool::new(false),
+            aof_rewrites: AtomicU64::new(0),
+            aof_last_rewrite_ok: AtomicBool::new(true),
         }
     }
 }
@@ -57,7 +68,7 @@ pub fn rdb_path(srv: &Server) -> PathBuf {
 }
 
 /// The aux fields Redis 7.0 writes (tools read `redis-ver` and `ctime`).
-fn aux_fields(srv: &Server) -> Vec<(&'static str, String)> {
+pub(crate) fn aux_fields(srv: &Server) -> Vec<(&'static str, String)> {
     vec![
         ("redis-ver", crate::REDIS_VERSION.to_string()),
         ("redis-bits", "64".into()),
@@ -109,9 +120,9 @@ pub fn save(srv: &Server) -> Result<(), String> {
 /// machine's I/O, and on this VM the serving threads with it (10–30 ms GETs).
 const AUTOSYNC_BYTES: usize = 4 << 20;
 
-struct AutoSync {
-    f: File,
-    unsynced: usize,
+pub(crate) struct AutoSync {
+    pub(crate) f: File,
+    pub(crate) unsynced: usize,
 }
 
 impl std::io::Write for AutoSync {
@@ -190,6 +201,55 @@ pub fn parse_save(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Stores one loaded record; `Ok(false)` when it had already expired.
+pub(crate) fn insert_record(db: &Db, r: kvfleet_rdb::Record, now: u64) -> Result<bool, String> {
+    if r.db != 0 {
+        return Err(format!(
+            "holds keys of database {}; kvfleet has one database (0)",
+            r.db
+        ));
+    }
+    let at = r.expire_ms.unwrap_or(0);
+    if at != 0 && at <= now {
+        return Ok(false);
+    }
+    let v = codec::to_value(r.value)
+        .map_err(|e| format!("key '{}': {e}", String::from_utf8_lossy(&r.key)))?;
+    let slot = kvfleet_model::slot(&r.key) as usize;
+    db.slots[slot].lock().insert(Entry::new(&r.key, v, at));
+    Ok(true)
+}
+
+/// Starts a background AOF rewrite; `Err` when one is already running.
+pub fn bgrewriteaof(srv: &Server) -> Result<(), &'static str> {
+    let Some(srv) = srv.me.upgrade() else {
+        return Err("ERR server shutting down");
+    };
+    if srv
+        .persist
+        .aof_rewrite_in_progress
+        .compare_exchange(false, true, Relaxed, Relaxed)
+        .is_err()
+    {
+        return Err("ERR Background append only file rewriting already in progress");
+    }
+    std::thread::Builder::new()
+        .name("aofrewrite".into())
+        .spawn(move || {
+            let _ = rustix::process::nice(SAVE_NICE);
+            let r = aof::rewrite(&srv);
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "AOF rewrite failed");
+            }
+            let p = &srv.persist;
+            p.aof_last_rewrite_ok.store(r.is_ok(), Relaxed);
+            p.aof_rewrites.fetch_add(1, Relaxed);
+            p.aof_rewrite_in_progress.store(false, Relaxed);
+        })
+        .map_err(|_| "ERR can't start a background rewrite thread")?;
+    Ok(())
+}
+
 /// Loads `path` into an empty keyspace. Any error — bad magic, unknown
 /// version, corruption, checksum mismatch, a type we cannot hold — fails
 /// the whole load: the server must not start on half a file.
@@ -208,26 +268,11 @@ pub fn load(db: &Db, path: &std::path::Path) -> Result<(u64, u64), String> {
             )
         })?;
         match item {
-            Some(Item::Record(r)) => {
-                if r.db != 0 {
-                    return Err(format!(
-                        "{}: holds keys of database {}; kvfleet has one database (0)",
-                        path.display(),
-                        r.db
-                    ));
-                }
-                let at = r.expire_ms.unwrap_or(0);
-                if at != 0 && at <= now {
-                    expired += 1;
-                    continue;
-                }
-                let key = String::from_utf8_lossy(&r.key).into_owned();
-                let v = codec::to_value(r.value)
-                    .map_err(|e| format!("{}: key '{key}': {e}", path.display()))?;
-                let slot = kvfleet_model::slot(&r.key) as usize;
-                db.slots[slot].lock().insert(Entry::new(&r.key, v, at));
-                loaded += 1;
-            }
+            Some(Item::Record(r)) => match insert_record(db, r, now) {
+                Ok(true) => loaded += 1,
+                Ok(false) => expired += 1,
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            },
             Some(Item::Function(_)) => {
                 return Err(format!(
                     "{}: holds function libraries, which kvfleet does not run yet",

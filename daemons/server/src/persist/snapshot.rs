@@ -24,6 +24,13 @@ pub struct Started {
 /// that locks slots out of order) makes it back off and retry rather than
 /// deadlock.
 pub fn start(db: &Db) -> Started {
+    start_with(db, || {})
+}
+
+/// [`start`], running `at_instant` while every slot is locked (the AOF
+/// rewrite switches files there, so each write lands on exactly one side).
+pub fn start_with(db: &Db, at_instant: impl FnOnce()) -> Started {
+    let mut at_instant = Some(at_instant);
     let t = Instant::now();
     'retry: loop {
         let mut guards = Vec::with_capacity(db.slots.len());
@@ -38,6 +45,9 @@ pub fn start(db: &Db) -> Started {
             }
         }
         bump_snapshot_epoch();
+        if let Some(f) = at_instant.take() {
+            f();
+        }
         let (keys, expires) = guards.iter().fold((0, 0), |(k, e), g| {
             (k + g.map.len() as u64, e + g.volatile as u64)
         });
