@@ -62,6 +62,12 @@ pub fn evict(srv: &Server, max: u64) -> usize {
         if s.remove(&key).is_some() {
             evicted += 1;
             srv.stats.evicted.fetch_add(1, Relaxed);
+            if srv.persist.feed.active() {
+                // as Redis: an eviction is a DEL in the write stream
+                let mut cmd = Vec::new();
+                crate::persist::feed::encode(&mut cmd, &[b"DEL", &key]);
+                srv.persist.feed.append(&cmd);
+            }
         }
         drop(s);
         srv.signal_key(&key);
