@@ -9,7 +9,7 @@ after DEBUG POPULATE of 1M 100-byte strings: on fresh processes (the data
 structures' cost), and again after all the throughput runs (what the
 allocators kept). The last line is the summary.
 """
-import csv, io, os, statistics, subprocess, sys, time
+import csv, io, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import cpu_seconds, rss, start  # noqa: E402
@@ -19,6 +19,7 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 TESTS = os.environ.get("TESTS", "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,mset").split(",")
 PIPES = [int(p) for p in os.environ.get("PIPES", "1,16").split(",")]
 # requests per run, sized for >= 5 s on this machine (2 shared cores)
+AOF = os.environ.get("AOF", "")
 N = {1: int(os.environ.get("N1", "500000")), 16: int(os.environ.get("N16", "4000000"))}
 SLOW = {"lrange_100": 8, "mset": 4}  # these do more per request: fewer of them
 
@@ -69,9 +70,13 @@ def populate(servers, ports, when):
 def main():
     kv_bin = os.path.join(ROOT, "target", "release", "kvfleet-server")
     rport, kport = 16379, 16390
+    # no save points on either; AOF=everysec|always|no turns the append-only file on for both
+    aof = ["--appendonly", "yes", "--appendfsync", AOF] if AOF else ["--appendonly", "no"]
+    rdir, kdir = tempfile.mkdtemp(), tempfile.mkdtemp()
     servers = {
-        "redis": start(["redis-server", "--port", str(rport), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--enable-debug-command", "yes"], rport),
-        "kvfleet": start([kv_bin, "--port", str(kport)], kport),
+        "redis": start(["redis-server", "--port", str(rport), "--save", "", "--bind", "127.0.0.1",
+                        "--enable-debug-command", "yes", "--dir", rdir] + aof, rport),
+        "kvfleet": start([kv_bin, "--port", str(kport), "--save", "", "--dir", kdir] + aof, kport),
     }
     ports = {"redis": rport, "kvfleet": kport}
     fresh = populate(servers, ports, "fresh")
@@ -83,6 +88,8 @@ def main():
         print(f"SUMMARY kvfleet/redis: fresh used_memory={fresh[0]:.2f} rss={fresh[1]:.2f}")
         for p in servers.values():
             p.kill()
+        shutil.rmtree(rdir, ignore_errors=True)
+        shutil.rmtree(kdir, ignore_errors=True)
         return
     try:
         for rnd in range(ROUNDS):
@@ -118,6 +125,8 @@ def main():
         for p in servers.values():
             p.kill()
             p.wait()
+        shutil.rmtree(rdir, ignore_errors=True)
+        shutil.rmtree(kdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -636,3 +636,74 @@ fn a_cut_off_aof_tail_is_dropped_or_refused_as_configured() {
     let kv = kvfleet_server_on(port, &flags);
     assert_eq!(text(&kv.client().call(&["GET", "c"])), "3");
 }
+
+/// Waits until `replica` has applied everything `master` has streamed.
+fn caught_up(master: &mut RawClient, replica: &mut RawClient) -> bool {
+    eventually(Duration::from_secs(30), || {
+        replica.info_field("replication", "master_link_status") == "up"
+            && replica.info_field("replication", "master_repl_offset")
+                == master.info_field("replication", "master_repl_offset")
+    })
+}
+
+#[test]
+fn a_redis_replica_of_a_kvfleet_master_converges_under_writes_and_resyncs_partially() {
+    let kv = kvfleet_server(&[]);
+    let port = kv.port;
+    let mut m = kv.client();
+    populate(&mut m);
+    write_tricky(&mut m, port);
+    // writers keep going while the replica attaches and loads the snapshot
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut c = RawClient::connect(port);
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<Vec<Vec<u8>>> = (0..50)
+                    .map(|_| {
+                        n += 1;
+                        vec![
+                            b"MSET".to_vec(),
+                            format!("w:{}", n % 500).into_bytes(),
+                            n.to_string().into_bytes(),
+                            b"w:last".to_vec(),
+                            n.to_string().into_bytes(),
+                        ]
+                    })
+                    .collect();
+                c.pipeline(&batch);
+                c.call(&["INCRBYFLOAT", "w:float", "0.5"]);
+                c.call(&["SADD", "w:set", &n.to_string()]);
+                c.call(&["SPOP", "w:set"]);
+            }
+        })
+    };
+    let port_s = port.to_string();
+    let redis = redis_server(&["--replicaof", "127.0.0.1", &port_s]);
+    let mut r = redis.client();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(caught_up(&mut m, &mut r), "replica did not catch up");
+    assert_eq!(keyspace(&mut r), keyspace(&mut m), "replica keyspace");
+    assert_eq!(m.info_field("replication", "connected_slaves"), "1");
+    assert_eq!(m.info_field("stats", "sync_full"), "1");
+
+    // the link drops; the replica comes back within the backlog: partial resync
+    r.call(&["CLIENT", "KILL", "TYPE", "master"]);
+    m.call(&["SET", "while:away", "1"]);
+    m.call(&["HSET", "while:away:h", "f", "v"]);
+    assert!(caught_up(&mut m, &mut r));
+    assert_eq!(m.info_field("stats", "sync_partial_ok"), "1");
+    assert_eq!(
+        m.info_field("stats", "sync_full"),
+        "1",
+        "no second full sync"
+    );
+    assert_eq!(keyspace(&mut r), keyspace(&mut m));
+    // ROLE lists the replica with its acknowledged offset
+    let role = strs(&mut m, &["ROLE"]);
+    assert_eq!(role[0], "master");
+}

@@ -248,6 +248,16 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("save", 1, ADMIN | NOSCRIPT | NO_MULTI, N, "server"),
     cmd!("bgsave", -1, ADMIN | NOSCRIPT, N, "server"),
     cmd!("bgrewriteaof", 1, ADMIN | NOSCRIPT, N, "server"),
+    cmd!(
+        "replconf",
+        -1,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        N,
+        "server"
+    ),
+    cmd!("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, N, "server"),
+    cmd!("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, N, "server"),
+    cmd!("role", 1, NOSCRIPT | LOADING | STALE | FAST, N, "server"),
     cmd!("dump", 2, READONLY, K1, "generic"),
     cmd!("restore", -4, WRITE | DENYOOM, K1, "generic"),
     cmd!("slots", -2, ADMIN | NOSCRIPT | ALL_SLOTS, N, "server"),

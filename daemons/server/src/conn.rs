@@ -120,7 +120,7 @@ async fn conn_loop(
                         argv_store = park(argv);
                     }
                     inbuf.advance(n);
-                    if conn.close {
+                    if conn.close || conn.handoff.is_some() {
                         break;
                     }
                     if out.len() >= FLUSH_AT {
@@ -144,6 +144,10 @@ async fn conn_loop(
         }
         cmd::flush_stats(srv, conn);
         flush(stream, &mut out, srv, &handle).await?;
+        if let Some(req) = conn.handoff.take() {
+            // PSYNC: from here on this connection is a replica link
+            return crate::repl::serve_replica(srv.clone(), stream, req).await;
+        }
         if conn.close || handle.killed.load(Relaxed) {
             return Ok(());
         }

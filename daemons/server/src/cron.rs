@@ -22,6 +22,7 @@ pub async fn run(srv: Arc<Server>) {
     let mut last_cmds = 0u64;
     let mut last_t = Instant::now();
     let mut cursor = 0usize;
+    let mut ping_tick = 0u64;
     loop {
         let hz = srv.rt.read().hz.max(1);
         let period = Duration::from_millis(1000 / hz as u64);
@@ -54,6 +55,10 @@ pub async fn run(srv: Arc<Server>) {
             };
             if let Some(f) = handle {
                 tokio::task::spawn_blocking(move || f.sync_data());
+            }
+            ping_tick += 1;
+            if ping_tick.is_multiple_of(10) {
+                crate::repl::ping_replicas(&srv);
             }
             if crate::persist::save_point_due(&srv) {
                 let _ = crate::persist::bgsave(&srv);

@@ -14,6 +14,7 @@ pub mod db;
 pub mod evict;
 pub mod listener;
 pub mod persist;
+pub mod repl;
 pub mod server;
 pub mod util;
 

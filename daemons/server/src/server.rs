@@ -167,6 +167,8 @@ pub struct Server {
     pub threads: usize,
     pub lastsave: AtomicU64,
     pub persist: crate::persist::Persist,
+    /// This master's replication history id (`master_replid`).
+    pub replid: String,
     /// This server, for work that outlives a command (BGSAVE's thread).
     pub me: std::sync::Weak<Server>,
 }
@@ -186,7 +188,11 @@ impl Server {
         let run_id = (0..40)
             .map(|_| char::from_digit(fastrand::u32(..16), 16).expect("hex digit"))
             .collect();
+        let replid = (0..40)
+            .map(|_| char::from_digit(fastrand::u32(..16), 16).expect("hex digit"))
+            .collect();
         Arc::new_cyclic(|me| Server {
+            replid,
             me: me.clone(),
             db: Db::new(),
             auth_required: AtomicBool::new(!rt.requirepass.is_empty()),

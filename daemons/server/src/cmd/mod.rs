@@ -97,6 +97,11 @@ pub struct ConnState {
     slots_buf: Vec<u16>,
     /// Commands for the write stream: inside EXEC, the transaction's so far.
     pub feed_buf: Vec<u8>,
+    /// What `REPLCONF` said: the replica's port, and whether it takes `$EOF:` RDBs.
+    pub replconf_port: u64,
+    pub replconf_eof: bool,
+    /// PSYNC/SYNC: the connection becomes a replica link after this reply.
+    pub handoff: Option<crate::repl::Psync>,
 }
 
 impl ConnState {
@@ -122,6 +127,9 @@ impl ConnState {
             keys_buf: Vec::new(),
             slots_buf: Vec::new(),
             feed_buf: Vec::new(),
+            replconf_port: 0,
+            replconf_eof: false,
+            handoff: None,
         }
     }
 
@@ -440,6 +448,9 @@ pub fn handler(name: &str) -> Option<Handler> {
         "save" => s::save,
         "bgsave" => s::bgsave,
         "bgrewriteaof" => s::bgrewriteaof,
+        "replconf" => s::replconf,
+        "psync" | "sync" => s::psync,
+        "role" => s::role,
         "slots" => s::slots,
         "multi" => multi::multi,
         "exec" => multi::exec_placeholder,

@@ -590,7 +590,7 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
             p.saves.load(Relaxed),
             p.loaded_expired.load(Relaxed),
             p.loaded_keys.load(Relaxed),
-            p.feed.active() as u8,
+            p.feed.inner.lock().aof.is_some() as u8,
             p.aof_rewrite_in_progress.load(Relaxed) as u8,
             if p.aof_last_rewrite_ok.load(Relaxed) {
                 "ok"
@@ -617,13 +617,16 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         let st = &srv.stats;
         let _ = write!(
             o,
-            "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{expired}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:{}\r\ntotal_forks:{}\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n",
+            "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{expired}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{hits}\r\nkeyspace_misses:{misses}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:{}\r\ntotal_forks:{}\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n",
             st.connections.load(Relaxed),
             st.commands.load(Relaxed),
             st.ops_per_sec.load(Relaxed),
             st.net_in.load(Relaxed),
             st.net_out.load(Relaxed),
             st.rejected_connections.load(Relaxed),
+            srv.persist.sync_full.load(Relaxed),
+            srv.persist.sync_partial_ok.load(Relaxed),
+            srv.persist.sync_partial_err.load(Relaxed),
             st.evicted.load(Relaxed),
             srv.pubsub.channels.read().len(),
             srv.pubsub.patterns.read().len(),
@@ -636,10 +639,38 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
     }
     if want("replication") {
         section(&mut o, "Replication");
+        let g = srv.persist.feed.inner.lock();
+        let r = &g.repl;
         let _ = write!(
             o,
-            "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
-            srv.run_id
+            "role:master\r\nconnected_slaves:{}\r\n",
+            r.replicas.len()
+        );
+        let now = util::now_ms();
+        for (i, (_, info)) in r.replicas.iter().enumerate() {
+            let ack_ms = info.ack_ms.load(Relaxed);
+            let lag = if ack_ms == 0 {
+                0
+            } else {
+                now.saturating_sub(ack_ms) / 1000
+            };
+            let _ = write!(
+                o,
+                "slave{i}:ip={},port={},state=online,offset={},lag={lag}\r\n",
+                info.ip,
+                info.port.load(Relaxed),
+                info.ack.load(Relaxed)
+            );
+        }
+        let _ = write!(
+            o,
+            "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+            srv.replid,
+            r.offset,
+            r.active as u8,
+            crate::repl::BACKLOG_SIZE,
+            if r.active { r.first_byte() } else { 0 },
+            r.backlog.len()
         );
     }
     if want("cpu") {
@@ -823,6 +854,76 @@ pub fn bgsave(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 pub fn bgrewriteaof(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
     crate::persist::bgrewriteaof(ctx.srv).map_err(err)?;
     ctx.simple(b"Background append only file rewriting started");
+    Ok(())
+}
+
+/// # Format
+/// `REPLCONF listening-port <port> | ip-address <ip> | capa <eof|psync2> ... | ACK <offset> | GETACK *`
+pub fn replconf(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    if a.len().is_multiple_of(2) {
+        return Err(SYNTAX);
+    }
+    for pair in a[1..].chunks(2) {
+        if is(pair[0], "listening-port") {
+            ctx.conn.replconf_port = int_arg(pair[1])?.max(0) as u64;
+        } else if is(pair[0], "capa") {
+            ctx.conn.replconf_eof |= is(pair[1], "eof");
+        } else if is(pair[0], "ack") || is(pair[0], "getack") {
+            // ACKs arrive on replica links (read there); nothing to answer here
+            return Ok(());
+        } else if !is(pair[0], "ip-address") && !is(pair[0], "rdb-only") {
+            return Err(err(format!(
+                "ERR Unrecognized REPLCONF option: {}",
+                String::from_utf8_lossy(pair[0])
+            )));
+        }
+    }
+    ctx.ok();
+    Ok(())
+}
+
+/// `PSYNC replid offset` / `SYNC`: the reply (`+FULLRESYNC` or
+/// `+CONTINUE`) and everything after come from the replica link.
+pub fn psync(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    if ctx.conn.in_exec || ctx.conn.multi.is_some() {
+        return Err(err("ERR Replica can't interact with the keyspace"));
+    }
+    let (replid, offset) = if a.len() == 3 {
+        (a[1].to_vec(), util::parse_i64(a[2]).unwrap_or(-1))
+    } else {
+        (b"?".to_vec(), -1)
+    };
+    ctx.conn.handoff = Some(crate::repl::Psync {
+        replid,
+        offset,
+        eof_capable: ctx.conn.replconf_eof,
+        port: ctx.conn.replconf_port,
+    });
+    Ok(())
+}
+
+/// `ROLE`: `master`, the replication offset, and each replica's ip, port and acknowledged offset.
+pub fn role(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
+    let (offset, replicas) = {
+        let g = ctx.srv.persist.feed.inner.lock();
+        let r: Vec<(String, u64, u64)> = g
+            .repl
+            .replicas
+            .iter()
+            .map(|(_, i)| (i.ip.clone(), i.port.load(Relaxed), i.ack.load(Relaxed)))
+            .collect();
+        (g.repl.offset, r)
+    };
+    ctx.array(3);
+    ctx.bulk(b"master");
+    ctx.int(offset as i64);
+    ctx.array(replicas.len());
+    for (ip, port, ack) in replicas {
+        ctx.array(3);
+        ctx.bulk(ip.as_bytes());
+        ctx.bulk(port.to_string().as_bytes());
+        ctx.bulk(ack.to_string().as_bytes());
+    }
     Ok(())
 }
 

@@ -219,8 +219,9 @@ pub fn load(srv: &Arc<Server>) -> Result<u64, String> {
         }
     };
     let f = l.open_incr(&name).map_err(|e| format!("{name}: {e}"))?;
-    srv.persist.feed.inner.lock().aof = Some(f);
-    srv.persist.feed.set_active(true);
+    let mut g = srv.persist.feed.inner.lock();
+    g.aof = Some(f);
+    srv.persist.feed.update_active(&g);
     Ok(commands)
 }
 
@@ -340,8 +341,7 @@ pub fn rewrite(srv: &Server) -> Result<(), String> {
             let _ = f.sync();
         }
         g.aof = Some(next);
-        drop(g);
-        feed.set_active(true);
+        feed.update_active(&g);
     });
     srv.persist.latest_fork_usec.store(
         st.pause.as_micros() as u64,
@@ -390,11 +390,11 @@ pub fn rewrite(srv: &Server) -> Result<(), String> {
 /// CONFIG SET appendonly no: stop appending (the files stay).
 pub fn stop(srv: &Server) {
     let feed = &srv.persist.feed;
-    feed.set_active(false);
     feed.flush();
     let mut g = feed.inner.lock();
     if let Some(f) = g.aof.as_mut() {
         let _ = f.sync();
     }
     g.aof = None;
+    feed.update_active(&g);
 }

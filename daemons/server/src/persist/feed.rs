@@ -27,9 +27,11 @@ pub struct Feed {
 pub struct Inner {
     pub buf: Vec<u8>,
     pub aof: Option<AofFile>,
-    /// A write to the file failed: later writes are refused (Redis's
-    /// `aof_last_write_status:err`, MISCONF-like) until one succeeds.
+    /// A write to the file failed (reported as `aof_last_write_status:err`)
+    /// until one succeeds.
     pub write_failed: bool,
+    /// Replicas and the backlog.
+    pub repl: crate::repl::ReplStream,
 }
 
 impl Feed {
@@ -38,14 +40,21 @@ impl Feed {
         self.active.load(Relaxed)
     }
 
-    pub fn set_active(&self, on: bool) {
-        self.active.store(on, Relaxed);
+    /// Whether commands must be appended: an AOF is open or replication is on.
+    pub fn update_active(&self, g: &Inner) {
+        self.active.store(g.aof.is_some() || g.repl.active, Relaxed);
     }
 
     /// Adds encoded commands (called with their slots locked).
     pub fn append(&self, cmds: &[u8]) {
-        self.inner.lock().buf.extend_from_slice(cmds);
-        self.pending.store(true, Relaxed);
+        let mut g = self.inner.lock();
+        if g.aof.is_some() {
+            g.buf.extend_from_slice(cmds);
+            self.pending.store(true, Relaxed);
+        }
+        if g.repl.active {
+            g.repl.push(cmds);
+        }
     }
 
     /// Writes what was appended to the file (and fsyncs under `always`):
@@ -66,6 +75,7 @@ impl Feed {
             buf,
             aof,
             write_failed,
+            ..
         } = &mut *g;
         if let Some(f) = aof {
             match f.write(buf) {

@@ -38,6 +38,9 @@ pub struct Persist {
     pub aof_rewrite_in_progress: AtomicBool,
     pub aof_rewrites: AtomicU64,
     pub aof_last_rewrite_ok: AtomicBool,
+    pub sync_full: AtomicU64,
+    pub sync_partial_ok: AtomicU64,
+    pub sync_partial_err: AtomicU64,
 }
 
 impl Default for Persist {
@@ -57,6 +60,9 @@ impl Default for Persist {
             aof_rewrite_in_progress: AtomicBool::new(false),
             aof_rewrites: AtomicU64::new(0),
             aof_last_rewrite_ok: AtomicBool::new(true),
+            sync_full: AtomicU64::new(0),
+            sync_partial_ok: AtomicU64::new(0),
+            sync_partial_err: AtomicU64::new(0),
         }
     }
 }
