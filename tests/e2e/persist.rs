@@ -707,3 +707,88 @@ fn a_redis_replica_of_a_kvfleet_master_converges_under_writes_and_resyncs_partia
     let role = strs(&mut m, &["ROLE"]);
     assert_eq!(role[0], "master");
 }
+
+/// MSETs and a few non-deterministic commands from another thread until told to stop.
+fn writer(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut c = RawClient::connect(port);
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let batch: Vec<Vec<Vec<u8>>> = (0..50)
+                .map(|_| {
+                    n += 1;
+                    vec![
+                        b"MSET".to_vec(),
+                        format!("w:{}", n % 500).into_bytes(),
+                        n.to_string().into_bytes(),
+                        b"w:last".to_vec(),
+                        n.to_string().into_bytes(),
+                    ]
+                })
+                .collect();
+            c.pipeline(&batch);
+            c.call(&["INCRBYFLOAT", "w:float", "0.5"]);
+            c.call(&["SADD", "w:set", &n.to_string()]);
+            c.call(&["SPOP", "w:set"]);
+            c.call(&["SET", "w:ttl", "v", "EX", "100"]);
+        }
+    })
+}
+
+#[test]
+fn a_kvfleet_replica_follows_redis_and_kvfleet_masters_and_can_be_promoted() {
+    for master_is_redis in [true, false] {
+        let master = if master_is_redis {
+            redis_server(&["--repl-diskless-sync-delay", "0"])
+        } else {
+            kvfleet_server(&[])
+        };
+        let mut m = master.client();
+        populate(&mut m);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let w = writer(master.port, stop.clone());
+        let target = format!("127.0.0.1 {}", master.port);
+        let replica = kvfleet_server(&["--replicaof", &target]);
+        let mut r = replica.client();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        w.join().unwrap();
+        assert!(
+            caught_up(&mut m, &mut r),
+            "replica of {}",
+            if master_is_redis { "redis" } else { "kvfleet" }
+        );
+        assert_eq!(keyspace(&mut r), keyspace(&mut m));
+        assert_eq!(r.info_field("replication", "role"), "slave");
+        assert!(
+            matches!(r.call(&["SET", "x", "1"]), Frame::Error(e) if e.starts_with(b"READONLY"))
+        );
+
+        // the link drops: back within the backlog, a partial resync
+        let before = m.info_field("stats", "sync_partial_ok");
+        m.call(&["CLIENT", "KILL", "TYPE", "replica"]);
+        if !master_is_redis {
+            // our master does not track replica links as clients yet: restart the link instead
+            r.call(&["REPLICAOF", "NO", "ONE"]);
+            r.call(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+        }
+        m.call(&["SET", "while:away", "1"]);
+        assert!(caught_up(&mut m, &mut r));
+        assert_eq!(keyspace(&mut r), keyspace(&mut m));
+        let after = m.info_field("stats", "sync_partial_ok");
+        assert_eq!(
+            after.parse::<u64>().unwrap(),
+            before.parse::<u64>().unwrap() + 1,
+            "partial resync"
+        );
+
+        // promotion keeps the data and takes writes
+        assert_eq!(text(&r.call(&["REPLICAOF", "NO", "ONE"])), "OK");
+        assert_eq!(r.info_field("replication", "role"), "master");
+        assert_eq!(text(&r.call(&["SET", "x", "1"])), "OK");
+        assert_eq!(text(&r.call(&["GET", "while:away"])), "1");
+    }
+}

@@ -84,6 +84,8 @@ pub struct Config {
     /// Load an AOF whose last command was cut off (a crash mid-write) up to
     /// that command, truncating the file there. Default true.
     pub aof_load_truncated: bool,
+    /// `"host port"` of a master to replicate at start; empty = a master. Default empty.
+    pub replicaof: String,
 }
 
 impl Default for Config {
@@ -117,6 +119,7 @@ impl Default for Config {
             appenddirname: "appendonlydir".into(),
             appendfilename: "appendonly.aof".into(),
             aof_load_truncated: true,
+            replicaof: String::new(),
         }
     }
 }

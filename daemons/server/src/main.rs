@@ -49,6 +49,9 @@ struct Args {
     /// always, everysec or no.
     #[arg(long)]
     appendfsync: Option<String>,
+    /// "host port" of a master to replicate.
+    #[arg(long)]
+    replicaof: Option<String>,
 }
 
 fn load(args: &Args) -> anyhow::Result<Config> {
@@ -95,6 +98,9 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(f) = &args.appendfsync {
         cfg.appendfsync = f.clone();
+    }
+    if let Some(r) = &args.replicaof {
+        cfg.replicaof = r.clone();
     }
     cfg.validate()?;
     Ok(cfg)
@@ -161,6 +167,10 @@ fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
                 srv.persist.loaded_expired.store(expired, Relaxed);
                 tracing::info!(path = %path.display(), keys, expired, secs = t.elapsed().as_secs_f64(), "DB loaded from disk");
             }
+        }
+        if let Some((host, port)) = cfg.replicaof.split_once(' ') {
+            let port = port.trim().parse().context("replicaof: bad port")?;
+            kvfleet_server::repl::replicaof(&srv, Some((host.to_string(), port)));
         }
         tracing::info!(addr = %local, threads, "Ready to accept connections");
         kvfleet_server::listener::run(srv.clone(), listener, shutdown_signal()).await;

@@ -300,3 +300,274 @@ pub fn ping_replicas(srv: &Server) {
     feed::encode(&mut ping, &[b"PING"]);
     g.repl.push(&ping);
 }
+
+/// The replica side: which master this server follows and how far it got.
+#[derive(Debug, Default)]
+pub struct Follow {
+    /// `Some((host, port))` while a replica; REPLICAOF bumps `generation`
+    /// so an old link's task stops.
+    pub master: parking_lot::RwLock<Option<(String, u16)>>,
+    pub generation: AtomicU64,
+    pub link_up: std::sync::atomic::AtomicBool,
+    pub sync_in_progress: std::sync::atomic::AtomicBool,
+    /// The master's replication id and the offset applied so far (for PSYNC).
+    pub replid: parking_lot::Mutex<String>,
+    pub offset: AtomicU64,
+    /// Unix ms of the last byte from the master.
+    pub last_io_ms: AtomicU64,
+    /// Held by the live link: after REPLICAOF, a new link starts only once
+    /// the old one has stopped applying (never two appliers at once).
+    link: tokio::sync::Mutex<()>,
+}
+
+impl Follow {
+    pub fn is_replica(&self) -> bool {
+        self.master.read().is_some()
+    }
+}
+
+/// `REPLICAOF host port`: follow it (from a task that reconnects until told
+/// otherwise). `REPLICAOF NO ONE`: stop and keep the data, as a master.
+pub fn replicaof(srv: &Server, target: Option<(String, u16)>) {
+    let f = &srv.follow;
+    let generation = f.generation.fetch_add(1, Relaxed) + 1;
+    *f.master.write() = target.clone();
+    f.link_up.store(false, Relaxed);
+    if let (Some((host, port)), Some(srv)) = (target, srv.me.upgrade()) {
+        tokio::spawn(follow(srv, host, port, generation));
+    }
+}
+
+async fn follow(srv: Arc<Server>, host: String, port: u16, generation: u64) {
+    while srv.follow.generation.load(Relaxed) == generation {
+        let _link = srv.follow.link.lock().await;
+        if srv.follow.generation.load(Relaxed) != generation {
+            return;
+        }
+        if let Err(e) = follow_once(&srv, &host, port, generation).await {
+            tracing::warn!(master = %format!("{host}:{port}"), error = %e, "replication link");
+        }
+        srv.follow.link_up.store(false, Relaxed);
+        srv.follow.sync_in_progress.store(false, Relaxed);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// One connection to the master: handshake, full or partial sync, then
+/// apply its stream until the link fails or REPLICAOF changes.
+async fn follow_once(
+    srv: &Arc<Server>,
+    host: &str,
+    port: u16,
+    generation: u64,
+) -> Result<(), String> {
+    let f = &srv.follow;
+    let mut s = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let _ = s.set_nodelay(true);
+    let mut inbuf = BytesMut::with_capacity(64 * 1024);
+    let my_port = srv.port.load(Relaxed).to_string();
+    let mut hs = Vec::new();
+    feed::encode(&mut hs, &[b"PING"]);
+    feed::encode(
+        &mut hs,
+        &[b"REPLCONF", b"listening-port", my_port.as_bytes()],
+    );
+    feed::encode(&mut hs, &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"]);
+    s.write_all(&hs).await.map_err(|e| e.to_string())?;
+    for _ in 0..3 {
+        let line = read_line(&mut s, &mut inbuf).await?;
+        if line.starts_with(b"-") && !line.starts_with(b"-NOAUTH") {
+            return Err(String::from_utf8_lossy(&line).into_owned());
+        }
+    }
+    let (id, off) = (f.replid.lock().clone(), f.offset.load(Relaxed));
+    let mut psync = Vec::new();
+    if id.is_empty() {
+        feed::encode(&mut psync, &[b"PSYNC", b"?", b"-1"]);
+    } else {
+        let next = (off + 1).to_string();
+        feed::encode(&mut psync, &[b"PSYNC", id.as_bytes(), next.as_bytes()]);
+    }
+    s.write_all(&psync).await.map_err(|e| e.to_string())?;
+    let line = read_line(&mut s, &mut inbuf).await?;
+    let text = String::from_utf8_lossy(&line).into_owned();
+    if let Some(rest) = text.strip_prefix("+FULLRESYNC ") {
+        let mut w = rest.split_whitespace();
+        let (Some(id), Some(off)) = (w.next(), w.next().and_then(|o| o.parse::<u64>().ok())) else {
+            return Err(format!("bad reply to PSYNC: {text}"));
+        };
+        f.sync_in_progress.store(true, Relaxed);
+        let rdb = read_rdb(&mut s, &mut inbuf).await?;
+        let s2 = srv.clone();
+        let keys = tokio::task::spawn_blocking(move || load_from_master(&s2, &rdb))
+            .await
+            .map_err(|e| e.to_string())??;
+        *f.replid.lock() = id.to_string();
+        f.offset.store(off, Relaxed);
+        f.sync_in_progress.store(false, Relaxed);
+        tracing::info!(keys, offset = off, "full sync from master loaded");
+    } else if text.starts_with("+CONTINUE") {
+        if let Some(id) = text.split_whitespace().nth(1) {
+            *f.replid.lock() = id.to_string();
+        }
+        tracing::info!(offset = off, "partial resync from master");
+    } else {
+        return Err(format!("master refused PSYNC: {text}"));
+    }
+    f.link_up.store(true, Relaxed);
+    f.last_io_ms.store(crate::util::now_ms(), Relaxed);
+    apply_stream(srv, &mut s, inbuf, generation).await
+}
+
+/// A status or error line.
+async fn read_line(s: &mut TcpStream, buf: &mut BytesMut) -> Result<Vec<u8>, String> {
+    loop {
+        // masters send newlines as keepalives while they prepare a snapshot
+        while buf.first() == Some(&b'\n') {
+            let _ = buf.split_to(1);
+        }
+        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = buf.split_to(i + 2);
+            return Ok(line[..i].to_vec());
+        }
+        read_more(s, buf).await?;
+    }
+}
+
+async fn read_more(s: &mut TcpStream, buf: &mut BytesMut) -> Result<(), String> {
+    if buf.capacity() - buf.len() < 16 * 1024 {
+        buf.reserve(64 * 1024);
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(60), s.read_buf(buf)).await {
+        Err(_) => Err("master timed out".into()),
+        Ok(Ok(0)) => Err("master closed the connection".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// The RDB of a full sync: `$<len>` or `$EOF:<40-byte mark>` framing.
+async fn read_rdb(s: &mut TcpStream, buf: &mut BytesMut) -> Result<Vec<u8>, String> {
+    let head = read_line(s, buf).await?;
+    let head = String::from_utf8_lossy(&head).into_owned();
+    if let Some(mark) = head.strip_prefix("$EOF:") {
+        let mark = mark.as_bytes().to_vec();
+        let mut data = Vec::new();
+        loop {
+            data.extend_from_slice(&buf.split_to(buf.len()));
+            if data.len() >= mark.len() && data.ends_with(&mark) {
+                data.truncate(data.len() - mark.len());
+                return Ok(data);
+            }
+            read_more(s, buf).await?;
+        }
+    }
+    let len: usize = head
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("bad RDB header from master: {head}"))?;
+    while buf.len() < len {
+        read_more(s, buf).await?;
+    }
+    Ok(buf.split_to(len).to_vec())
+}
+
+/// Replaces the keyspace with the master's snapshot.
+fn load_from_master(srv: &Server, rdb: &[u8]) -> Result<u64, String> {
+    let mut l = kvfleet_rdb::Loader::new(rdb).map_err(|e| format!("master's RDB: {e}"))?;
+    let mut records = Vec::new();
+    while let Some(item) = l.next_item().map_err(|e| format!("master's RDB: {e}"))? {
+        if let kvfleet_rdb::Item::Record(r) = item {
+            records.push(r);
+        }
+    }
+    // the whole file checked out: now drop the old data and take the new
+    for s in srv.db.slots.iter() {
+        s.lock().clear();
+    }
+    let now = crate::util::now_ms();
+    let mut n = 0;
+    for r in records {
+        if crate::persist::insert_record(&srv.db, r, now)? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Applies the master's commands; answers `REPLCONF GETACK` and
+/// acknowledges the offset every second.
+async fn apply_stream(
+    srv: &Arc<Server>,
+    s: &mut TcpStream,
+    mut inbuf: BytesMut,
+    generation: u64,
+) -> Result<(), String> {
+    let f = &srv.follow;
+    let mut conn = crate::cmd::ConnState::new(crate::server::ClientHandle::internal(0), true);
+    conn.from_master = true;
+    let mut out = BytesMut::new();
+    let mut parser = kvfleet_resp::RequestParser::new();
+    let limits = kvfleet_resp::Limits {
+        max_bulk_len: usize::MAX,
+        authenticated: true,
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let ack = |off: u64| {
+        let mut b = Vec::new();
+        feed::encode(&mut b, &[b"REPLCONF", b"ACK", off.to_string().as_bytes()]);
+        b
+    };
+    // the first ACK tells the master the snapshot is loaded
+    s.write_all(&ack(f.offset.load(Relaxed)))
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        if f.generation.load(Relaxed) != generation {
+            return Ok(());
+        }
+        let mut reply = None;
+        while let Ok(Some(n)) = parser.parse(&inbuf, &limits) {
+            let args: Vec<&[u8]> = (0..parser.args.len())
+                .map(|i| parser.arg(&inbuf, i))
+                .collect();
+            let getack = args.len() >= 2
+                && args[0].eq_ignore_ascii_case(b"replconf")
+                && args[1].eq_ignore_ascii_case(b"getack");
+            if !args.is_empty() && !getack {
+                out.clear();
+                conn.now_ms = crate::util::now_ms();
+                crate::cmd::dispatch(srv, &mut conn, &mut out, &args);
+            }
+            f.offset.fetch_add(n as u64, Relaxed);
+            if getack {
+                reply = Some(ack(f.offset.load(Relaxed)));
+            }
+            let _ = inbuf.split_to(n);
+        }
+        srv.persist.feed.flush();
+        if let Some(r) = reply {
+            s.write_all(&r).await.map_err(|e| e.to_string())?;
+        }
+        tokio::select! {
+            r = read_more(s, &mut inbuf) => {
+                r?;
+                f.last_io_ms.store(crate::util::now_ms(), Relaxed);
+            }
+            _ = tick.tick() => {
+                // Redis's repl-timeout: a master silent this long (it pings every 10 s) is gone
+                let silent = crate::util::now_ms().saturating_sub(f.last_io_ms.load(Relaxed));
+                if silent > 60_000 {
+                    return Err("no data from the master for 60 s".into());
+                }
+                s.write_all(&ack(f.offset.load(Relaxed))).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}

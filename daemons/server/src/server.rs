@@ -169,6 +169,8 @@ pub struct Server {
     pub persist: crate::persist::Persist,
     /// This master's replication history id (`master_replid`).
     pub replid: String,
+    /// The master this server replicates, when it is a replica.
+    pub follow: crate::repl::Follow,
     /// This server, for work that outlives a command (BGSAVE's thread).
     pub me: std::sync::Weak<Server>,
 }
@@ -193,6 +195,7 @@ impl Server {
             .collect();
         Arc::new_cyclic(|me| Server {
             replid,
+            follow: Default::default(),
             me: me.clone(),
             db: Db::new(),
             auth_required: AtomicBool::new(!rt.requirepass.is_empty()),

@@ -100,6 +100,8 @@ pub struct ConnState {
     /// What `REPLCONF` said: the replica's port, and whether it takes `$EOF:` RDBs.
     pub replconf_port: u64,
     pub replconf_eof: bool,
+    /// The link to this replica's master: its writes are allowed.
+    pub from_master: bool,
     /// PSYNC/SYNC: the connection becomes a replica link after this reply.
     pub handoff: Option<crate::repl::Psync>,
 }
@@ -129,6 +131,7 @@ impl ConnState {
             feed_buf: Vec::new(),
             replconf_port: 0,
             replconf_eof: false,
+            from_master: false,
             handoff: None,
         }
     }
@@ -451,6 +454,7 @@ pub fn handler(name: &str) -> Option<Handler> {
         "replconf" => s::replconf,
         "psync" | "sync" => s::psync,
         "role" => s::role,
+        "replicaof" | "slaveof" => s::replicaof,
         "slots" => s::slots,
         "multi" => multi::multi,
         "exec" => multi::exec_placeholder,
@@ -565,6 +569,16 @@ pub fn dispatch(srv: &Server, conn: &mut ConnState, out: &mut BytesMut, args: &[
                 "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
                 spec.name
             )),
+        );
+    }
+    if spec.has(flag::WRITE) && !conn.from_master && srv.follow.is_replica() {
+        if conn.multi.is_some() {
+            conn.multi_err = true;
+        }
+        return reply_err(
+            srv,
+            out,
+            &err("READONLY You can't write against a read only replica."),
         );
     }
     if spec.name == "exec" {

@@ -641,11 +641,23 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         section(&mut o, "Replication");
         let g = srv.persist.feed.inner.lock();
         let r = &g.repl;
-        let _ = write!(
-            o,
-            "role:master\r\nconnected_slaves:{}\r\n",
-            r.replicas.len()
-        );
+        let f = &srv.follow;
+        let following = f.master.read().clone();
+        if let Some((host, port)) = &following {
+            let up = f.link_up.load(Relaxed);
+            let io = util::now_ms().saturating_sub(f.last_io_ms.load(Relaxed)) / 1000;
+            let _ = write!(
+                o,
+                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{off}\r\nslave_repl_offset:{off}\r\nslave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\n",
+                if up { "up" } else { "down" },
+                if up { io as i64 } else { -1 },
+                f.sync_in_progress.load(Relaxed) as u8,
+                off = f.offset.load(Relaxed),
+            );
+        } else {
+            let _ = write!(o, "role:master\r\n");
+        }
+        let _ = write!(o, "connected_slaves:{}\r\n", r.replicas.len());
         let now = util::now_ms();
         for (i, (_, info)) in r.replicas.iter().enumerate() {
             let ack_ms = info.ack_ms.load(Relaxed);
@@ -665,8 +677,16 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         let _ = write!(
             o,
             "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
-            srv.replid,
-            r.offset,
+            if following.is_some() {
+                f.replid.lock().clone()
+            } else {
+                srv.replid.clone()
+            },
+            if following.is_some() {
+                f.offset.load(Relaxed)
+            } else {
+                r.offset
+            },
             r.active as u8,
             crate::repl::BACKLOG_SIZE,
             if r.active { r.first_byte() } else { 0 },
@@ -902,8 +922,49 @@ pub fn psync(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
+/// `REPLICAOF host port` / `REPLICAOF NO ONE` (also `SLAVEOF`).
+pub fn replicaof(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    if is(a[1], "no") && is(a[2], "one") {
+        if ctx.srv.follow.is_replica() {
+            crate::repl::replicaof(ctx.srv, None);
+            tracing::info!("MASTER MODE enabled (REPLICAOF NO ONE)");
+        }
+        ctx.ok();
+        return Ok(());
+    }
+    let port = int_arg(a[2])
+        .ok()
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| err("ERR Invalid master port"))?;
+    let host = String::from_utf8_lossy(a[1]).into_owned();
+    if ctx.srv.follow.master.read().as_ref() == Some(&(host.clone(), port)) {
+        ctx.simple(b"OK Already connected to specified master");
+        return Ok(());
+    }
+    crate::repl::replicaof(ctx.srv, Some((host, port)));
+    ctx.ok();
+    Ok(())
+}
+
 /// `ROLE`: `master`, the replication offset, and each replica's ip, port and acknowledged offset.
 pub fn role(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
+    let f = &ctx.srv.follow;
+    if let Some((host, port)) = f.master.read().clone() {
+        let state: &[u8] = if f.link_up.load(Relaxed) {
+            b"connected"
+        } else if f.sync_in_progress.load(Relaxed) {
+            b"sync"
+        } else {
+            b"connect"
+        };
+        ctx.array(5);
+        ctx.bulk(b"slave");
+        ctx.bulk(host.as_bytes());
+        ctx.int(port as i64);
+        ctx.bulk(state);
+        ctx.int(f.offset.load(Relaxed) as i64);
+        return Ok(());
+    }
     let (offset, replicas) = {
         let g = ctx.srv.persist.feed.inner.lock();
         let r: Vec<(String, u64, u64)> = g
