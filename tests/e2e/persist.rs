@@ -697,6 +697,13 @@ fn a_redis_replica_of_a_kvfleet_master_converges_under_writes_and_resyncs_partia
     m.call(&["HSET", "while:away:h", "f", "v"]);
     assert!(caught_up(&mut m, &mut r));
     assert_eq!(m.info_field("stats", "sync_partial_ok"), "1");
+    // WAIT: the replica acknowledges a fresh write; asking for two times out with one
+    m.call(&["SET", "waited", "1"]);
+    assert_eq!(text(&m.call(&["WAIT", "1", "5000"])), "1");
+    let t = Instant::now();
+    assert_eq!(text(&m.call(&["WAIT", "2", "200"])), "1");
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    assert_eq!(text(&m.call(&["WAIT", "0", "0"])), "1", "no wait for zero");
     assert_eq!(
         m.info_field("stats", "sync_full"),
         "1",
@@ -765,6 +772,18 @@ fn a_kvfleet_replica_follows_redis_and_kvfleet_masters_and_can_be_promoted() {
         assert_eq!(r.info_field("replication", "role"), "slave");
         assert!(
             matches!(r.call(&["SET", "x", "1"]), Frame::Error(e) if e.starts_with(b"READONLY"))
+        );
+        if !master_is_redis {
+            m.call(&["SET", "waited", "1"]);
+            assert_eq!(
+                text(&m.call(&["WAIT", "1", "5000"])),
+                "1",
+                "our replica acks GETACK"
+            );
+        }
+        assert!(
+            matches!(r.call(&["WAIT", "1", "10"]), Frame::Error(_)),
+            "WAIT on a replica"
         );
 
         // the link drops: back within the backlog, a partial resync

@@ -260,6 +260,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("role", 1, NOSCRIPT | LOADING | STALE | FAST, N, "server"),
     cmd!("replicaof", 3, ADMIN | NOSCRIPT | STALE, N, "server"),
     cmd!("slaveof", 3, ADMIN | NOSCRIPT | STALE, N, "server"),
+    cmd!("wait", 3, NOSCRIPT, N, "generic"),
     cmd!("dump", 2, READONLY, K1, "generic"),
     cmd!("restore", -4, WRITE | DENYOOM, K1, "generic"),
     cmd!("slots", -2, ADMIN | NOSCRIPT | ALL_SLOTS, N, "server"),

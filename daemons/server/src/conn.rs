@@ -120,7 +120,7 @@ async fn conn_loop(
                         argv_store = park(argv);
                     }
                     inbuf.advance(n);
-                    if conn.close || conn.handoff.is_some() {
+                    if conn.close || conn.handoff.is_some() || conn.wait.is_some() {
                         break;
                     }
                     if out.len() >= FLUSH_AT {
@@ -147,6 +147,23 @@ async fn conn_loop(
         if let Some(req) = conn.handoff.take() {
             // PSYNC: from here on this connection is a replica link
             return crate::repl::serve_replica(srv.clone(), stream, req).await;
+        }
+        if let Some((n, target, deadline)) = conn.wait.take() {
+            // WAIT: poll the replicas' acknowledgements (they answer GETACK
+            // at once), then go on with the rest of the pipeline
+            let count = loop {
+                let c = crate::repl::acked_since(srv, target);
+                if c >= n || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    break c;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+                    _ = handle.kill.notified() => return Ok(()),
+                }
+            };
+            encode::int(&mut out, count as i64);
+            flush(stream, &mut out, srv, &handle).await?;
+            continue;
         }
         if conn.close || handle.killed.load(Relaxed) {
             return Ok(());

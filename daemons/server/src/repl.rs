@@ -289,6 +289,27 @@ impl Write for ChunkWriter {
     }
 }
 
+/// How many replicas acknowledged `target`.
+pub fn acked_since(srv: &Server, target: u64) -> usize {
+    let g = srv.persist.feed.inner.lock();
+    g.repl
+        .replicas
+        .iter()
+        .filter(|(_, i)| i.ack.load(Relaxed) >= target)
+        .count()
+}
+
+/// Asks every replica for its offset now (`REPLCONF GETACK *`), for WAIT.
+pub fn request_acks(srv: &Server) {
+    let mut g = srv.persist.feed.inner.lock();
+    if g.repl.replicas.is_empty() {
+        return;
+    }
+    let mut cmd = Vec::new();
+    feed::encode(&mut cmd, &[b"REPLCONF", b"GETACK", b"*"]);
+    g.repl.push(&cmd);
+}
+
 /// The master's keepalive to its replicas (Redis's `repl-ping-replica-period`).
 pub fn ping_replicas(srv: &Server) {
     let f = &srv.persist.feed;

@@ -102,6 +102,11 @@ pub struct ConnState {
     pub replconf_eof: bool,
     /// The link to this replica's master: its writes are allowed.
     pub from_master: bool,
+    /// The replication offset just past this client's last write (WAIT's target).
+    pub woff: u64,
+    /// WAIT: (replicas wanted, offset they must reach, deadline); the reply
+    /// comes from the connection loop.
+    pub wait: Option<(usize, u64, Option<std::time::Instant>)>,
     /// PSYNC/SYNC: the connection becomes a replica link after this reply.
     pub handoff: Option<crate::repl::Psync>,
 }
@@ -132,6 +137,8 @@ impl ConnState {
             replconf_port: 0,
             replconf_eof: false,
             from_master: false,
+            wait: None,
+            woff: 0,
             handoff: None,
         }
     }
@@ -455,6 +462,7 @@ pub fn handler(name: &str) -> Option<Handler> {
         "psync" | "sync" => s::psync,
         "role" => s::role,
         "replicaof" | "slaveof" => s::replicaof,
+        "wait" => s::wait,
         "slots" => s::slots,
         "multi" => multi::multi,
         "exec" => multi::exec_placeholder,
@@ -720,7 +728,7 @@ fn execute<'s>(
         if ctx.conn.in_exec {
             ctx.conn.feed_buf = cmds;
         } else {
-            srv.persist.feed.append(&cmds);
+            ctx.conn.woff = srv.persist.feed.append(&cmds);
             cmds.clear();
             ctx.conn.feed_buf = cmds;
         }

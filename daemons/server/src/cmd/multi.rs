@@ -152,7 +152,7 @@ pub fn exec(srv: &Server, conn: &mut ConnState, out: &mut BytesMut) {
         cmds.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
         cmds.append(&mut conn.feed_buf);
         cmds.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
-        srv.persist.feed.append(&cmds);
+        conn.woff = srv.persist.feed.append(&cmds);
     }
     drop(guards);
     unwatch_all(srv, conn);

@@ -570,6 +570,11 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
     if want("persistence") {
         section(&mut o, "Persistence");
         let p = &srv.persist;
+        // one lock, taken once (the arguments below live to the end of one statement)
+        let (aof_on, aof_failed) = {
+            let g = p.feed.inner.lock();
+            (g.aof.is_some(), g.write_failed)
+        };
         let _ = write!(
             o,
             "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
@@ -590,7 +595,7 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
             p.saves.load(Relaxed),
             p.loaded_expired.load(Relaxed),
             p.loaded_keys.load(Relaxed),
-            p.feed.inner.lock().aof.is_some() as u8,
+            aof_on as u8,
             p.aof_rewrite_in_progress.load(Relaxed) as u8,
             if p.aof_last_rewrite_ok.load(Relaxed) {
                 "ok"
@@ -598,11 +603,7 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
                 "err"
             },
             p.aof_rewrites.load(Relaxed),
-            if p.feed.inner.lock().write_failed {
-                "err"
-            } else {
-                "ok"
-            },
+            if aof_failed { "err" } else { "ok" },
         );
     }
     if want("stats") {
@@ -919,6 +920,34 @@ pub fn psync(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         eof_capable: ctx.conn.replconf_eof,
         port: ctx.conn.replconf_port,
     });
+    Ok(())
+}
+
+/// # Format
+/// `WAIT numreplicas timeout`: replies once that many replicas acknowledged
+/// every write made before it (or at the timeout, with how many did).
+pub fn wait(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    if ctx.srv.follow.is_replica() {
+        return Err(err(
+            "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
+        ));
+    }
+    let n = int_arg(a[1])?.max(0) as usize;
+    let timeout = int_arg(a[2])?;
+    if timeout < 0 {
+        return Err(err("ERR timeout is negative"));
+    }
+    // as Redis: the replicas must have this client's own last write
+    let target = ctx.conn.woff;
+    let acked = crate::repl::acked_since(ctx.srv, target);
+    if acked >= n || ctx.conn.in_exec {
+        ctx.int(acked as i64);
+        return Ok(());
+    }
+    crate::repl::request_acks(ctx.srv);
+    let deadline = (timeout > 0)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
+    ctx.conn.wait = Some((n, target, deadline));
     Ok(())
 }
 

@@ -45,8 +45,9 @@ impl Feed {
         self.active.store(g.aof.is_some() || g.repl.active, Relaxed);
     }
 
-    /// Adds encoded commands (called with their slots locked).
-    pub fn append(&self, cmds: &[u8]) {
+    /// Adds encoded commands (called with their slots locked); returns the
+    /// replication offset just past them (what WAIT waits for).
+    pub fn append(&self, cmds: &[u8]) -> u64 {
         let mut g = self.inner.lock();
         if g.aof.is_some() {
             g.buf.extend_from_slice(cmds);
@@ -55,6 +56,7 @@ impl Feed {
         if g.repl.active {
             g.repl.push(cmds);
         }
+        g.repl.offset
     }
 
     /// Writes what was appended to the file (and fsyncs under `always`):
