@@ -655,31 +655,7 @@ fn a_redis_replica_of_a_kvfleet_master_converges_under_writes_and_resyncs_partia
     write_tricky(&mut m, port);
     // writers keep going while the replica attaches and loads the snapshot
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut c = RawClient::connect(port);
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let batch: Vec<Vec<Vec<u8>>> = (0..50)
-                    .map(|_| {
-                        n += 1;
-                        vec![
-                            b"MSET".to_vec(),
-                            format!("w:{}", n % 500).into_bytes(),
-                            n.to_string().into_bytes(),
-                            b"w:last".to_vec(),
-                            n.to_string().into_bytes(),
-                        ]
-                    })
-                    .collect();
-                c.pipeline(&batch);
-                c.call(&["INCRBYFLOAT", "w:float", "0.5"]);
-                c.call(&["SADD", "w:set", &n.to_string()]);
-                c.call(&["SPOP", "w:set"]);
-            }
-        })
-    };
+    let writer = writer(port, stop.clone());
     let port_s = port.to_string();
     let redis = redis_server(&["--replicaof", "127.0.0.1", &port_s]);
     let mut r = redis.client();

@@ -396,19 +396,7 @@ pub async fn info(
         .collect())
 }
 
-pub fn encode_cmd(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let mut b = itoa::Buffer::new();
-    out.push(b'*');
-    out.extend_from_slice(b.format(args.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for a in args {
-        out.push(b'$');
-        out.extend_from_slice(b.format(a.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
+pub use kvfleet_resp::encode::command as encode_cmd;
 
 /// Pipelines batches onto one connection until it fails (`Err`) or every
 /// sender is gone (`Ok`). Whatever is in flight when it fails gets the error.

@@ -109,3 +109,19 @@ pub fn verbatim(out: &mut BytesMut, s: &[u8], resp3: bool) {
         bulk(out, s);
     }
 }
+
+/// A command as clients send it (an array of bulk strings), appended to
+/// `out`: what proxies send backends, and what the AOF and replicas get.
+pub fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    let mut b = itoa::Buffer::new();
+    out.push(b'*');
+    out.extend_from_slice(b.format(args.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for a in args {
+        out.push(b'$');
+        out.extend_from_slice(b.format(a.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}

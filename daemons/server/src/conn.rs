@@ -47,26 +47,7 @@ pub async fn serve(srv: Arc<Server>, mut stream: TcpStream) {
         .map(|a| a.to_string())
         .unwrap_or_default();
     let (push_tx, mut push_rx) = mpsc::unbounded_channel();
-    let handle = Arc::new(ClientHandle {
-        id,
-        addr,
-        laddr,
-        name: Default::default(),
-        lib_name: Default::default(),
-        lib_ver: Default::default(),
-        created: std::time::Instant::now(),
-        last_ms: crate::util::now_ms().into(),
-        last_cmd: usize::MAX.into(),
-        resp: 2.into(),
-        subs: 0.into(),
-        psubs: 0.into(),
-        multi: (-1).into(),
-        killed: false.into(),
-        kill: Default::default(),
-        push: push_tx,
-        pending: 0.into(),
-        soft_since: 0.into(),
-    });
+    let handle = ClientHandle::new(id, addr, laddr, push_tx);
     srv.clients.lock().insert(id, handle.clone());
     srv.stats.connections.fetch_add(1, Relaxed);
     let mut conn = ConnState::new(handle.clone(), !srv.auth_required.load(Relaxed));

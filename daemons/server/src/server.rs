@@ -44,13 +44,23 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    /// A client of the server's own (AOF loading): no socket, nobody reads its pushes.
+    /// A client of the server's own (AOF loading, the master link): no
+    /// socket, nobody reads its pushes.
     pub fn internal(id: u64) -> Arc<ClientHandle> {
         let (push, _) = tokio::sync::mpsc::unbounded_channel();
+        ClientHandle::new(id, String::new(), String::new(), push)
+    }
+
+    pub fn new(
+        id: u64,
+        addr: String,
+        laddr: String,
+        push: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
+    ) -> Arc<ClientHandle> {
         Arc::new(ClientHandle {
             id,
-            addr: String::new(),
-            laddr: String::new(),
+            addr,
+            laddr,
             name: Default::default(),
             lib_name: Default::default(),
             lib_ver: Default::default(),

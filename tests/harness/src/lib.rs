@@ -277,12 +277,8 @@ pub fn have_redis_server() -> bool {
 
 /// Encodes a command as a RESP multibulk.
 pub fn encode_cmd(args: &[&[u8]]) -> Vec<u8> {
-    let mut v = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        v.extend_from_slice(a);
-        v.extend_from_slice(b"\r\n");
-    }
+    let mut v = Vec::new();
+    kvfleet_resp::encode::command(&mut v, args);
     v
 }
 

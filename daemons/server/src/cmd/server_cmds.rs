@@ -587,7 +587,7 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
                 "err"
             },
             p.last_bgsave_secs.load(Relaxed),
-            if p.bgsave_in_progress.load(Relaxed) {
+            if p.bgsave_in_progress.load(Relaxed) && p.bgsave_started.load(Relaxed) != 0 {
                 (util::now_ms() / 1000).saturating_sub(p.bgsave_started.load(Relaxed)) as i64
             } else {
                 -1

@@ -94,20 +94,7 @@ impl Feed {
     }
 }
 
-/// Appends `args` as one RESP command.
-pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let mut b = itoa::Buffer::new();
-    out.push(b'*');
-    out.extend_from_slice(b.format(args.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for a in args {
-        out.push(b'$');
-        out.extend_from_slice(b.format(a.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
+pub use kvfleet_resp::encode::command as encode;
 
 /// Appends to `out` the commands that replay `args`, which just ran with an
 /// effect and answered `reply`.

@@ -9,6 +9,7 @@ pub mod snapshot;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use kvfleet_rdb::{Item, Loader};
@@ -150,36 +151,55 @@ impl std::io::Write for AutoSync {
 /// The background save thread's niceness (commands run at 0).
 const SAVE_NICE: i32 = 10;
 
-/// Starts a background save; `Err` when one is already running.
-pub fn bgsave(srv: &Server) -> Result<(), &'static str> {
+/// Runs `job` on a thread of its own at low priority unless `running`
+/// says one is already going (then `busy` is the error); clears it after.
+fn background(
+    srv: &Server,
+    running: fn(&Persist) -> &AtomicBool,
+    busy: &'static str,
+    name: &str,
+    job: impl FnOnce(&Arc<Server>) + Send + 'static,
+) -> Result<(), &'static str> {
     let Some(srv) = srv.me.upgrade() else {
         return Err("ERR server shutting down");
     };
-    if srv
-        .persist
-        .bgsave_in_progress
+    if running(&srv.persist)
         .compare_exchange(false, true, Relaxed, Relaxed)
         .is_err()
     {
-        return Err("ERR Background save already in progress");
+        return Err(busy);
     }
-    srv.persist.bgsave_started.store(now_ms() / 1000, Relaxed);
     std::thread::Builder::new()
-        .name("bgsave".into())
+        .name(name.into())
         .spawn(move || {
             // Serialising is bulk work: commands must win the CPU when they
-            // need it (Linux's nice is per thread), the save takes the rest.
+            // need it (Linux's nice is per thread), the job takes the rest.
             let _ = rustix::process::nice(SAVE_NICE);
+            job(&srv);
+            running(&srv.persist).store(false, Relaxed);
+        })
+        .map_err(|_| "ERR can't start a background thread")?;
+    Ok(())
+}
+
+/// Starts a background save; `Err` when one is already running.
+pub fn bgsave(srv: &Server) -> Result<(), &'static str> {
+    let started = now_ms() / 1000;
+    background(
+        srv,
+        |p| &p.bgsave_in_progress,
+        "ERR Background save already in progress",
+        "bgsave",
+        move |srv| {
+            srv.persist.bgsave_started.store(started, Relaxed);
             let t = std::time::Instant::now();
-            let ok = save(&srv).is_ok();
+            let ok = save(srv).is_ok();
             let p = &srv.persist;
             p.last_bgsave_ok.store(ok, Relaxed);
             p.last_bgsave_secs
                 .store(t.elapsed().as_secs() as i64, Relaxed);
-            p.bgsave_in_progress.store(false, Relaxed);
-        })
-        .map_err(|_| "ERR can't start a background save thread")?;
-    Ok(())
+        },
+    )
 }
 
 /// Save points (`save "3600 1 300 100"`): whether one is due now.
@@ -228,32 +248,20 @@ pub(crate) fn insert_record(db: &Db, r: kvfleet_rdb::Record, now: u64) -> Result
 
 /// Starts a background AOF rewrite; `Err` when one is already running.
 pub fn bgrewriteaof(srv: &Server) -> Result<(), &'static str> {
-    let Some(srv) = srv.me.upgrade() else {
-        return Err("ERR server shutting down");
-    };
-    if srv
-        .persist
-        .aof_rewrite_in_progress
-        .compare_exchange(false, true, Relaxed, Relaxed)
-        .is_err()
-    {
-        return Err("ERR Background append only file rewriting already in progress");
-    }
-    std::thread::Builder::new()
-        .name("aofrewrite".into())
-        .spawn(move || {
-            let _ = rustix::process::nice(SAVE_NICE);
-            let r = aof::rewrite(&srv);
+    background(
+        srv,
+        |p| &p.aof_rewrite_in_progress,
+        "ERR Background append only file rewriting already in progress",
+        "aofrewrite",
+        |srv| {
+            let r = aof::rewrite(srv);
             if let Err(e) = &r {
                 tracing::warn!(error = %e, "AOF rewrite failed");
             }
-            let p = &srv.persist;
-            p.aof_last_rewrite_ok.store(r.is_ok(), Relaxed);
-            p.aof_rewrites.fetch_add(1, Relaxed);
-            p.aof_rewrite_in_progress.store(false, Relaxed);
-        })
-        .map_err(|_| "ERR can't start a background rewrite thread")?;
-    Ok(())
+            srv.persist.aof_last_rewrite_ok.store(r.is_ok(), Relaxed);
+            srv.persist.aof_rewrites.fetch_add(1, Relaxed);
+        },
+    )
 }
 
 /// Loads `path` into an empty keyspace. Any error — bad magic, unknown
