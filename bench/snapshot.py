@@ -17,6 +17,7 @@ from common import start  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [float(s) for s in os.environ.get("SIZES", "1 8").split()]
 PROBE_SECS = float(os.environ.get("PROBE_SECS", "5"))
+SYNC_GB = float(os.environ.get("SYNC_GB", "1"))  # time a replica's full sync up to this size
 KEYS_PER_GB = 3_700_000  # 200-byte values: ~270 B a key in Redis's used_memory
 
 
@@ -77,7 +78,7 @@ def summary(lat):
             "p999": pct(lat, 0.999), "max": max(lat) * 1e3}
 
 
-def measure(name, cmd, port, gb):
+def measure(name, cmd, port, gb, replica_cmd):
     tmp = tempfile.mkdtemp()
     p = start(cmd + ["--dir", tmp], port)
     try:
@@ -110,8 +111,25 @@ def measure(name, cmd, port, gb):
         pause = int(info(port, "stats")["latest_fork_usec"])
         status = info(port, "persistence")["rdb_last_bgsave_status"]
         size = os.path.getsize(os.path.join(tmp, "dump.rdb"))
+        sync_s = None
+        if gb <= SYNC_GB:
+            # a replica of the same kind: full sync of the whole dataset, timed to link up
+            rport = port + 1
+            rtmp = tempfile.mkdtemp()
+            rcmd = replica_cmd(rport) + ["--dir", rtmp]
+            t2 = time.time()
+            rp = start(rcmd, rport)
+            try:
+                while info(rport, "replication").get("master_link_status") != "up":
+                    time.sleep(0.05)
+                sync_s = time.time() - t2
+                assert int(info(rport, "keyspace").get("db0", "keys=0").split(",")[0][5:]) == keys
+            finally:
+                rp.kill()
+                rp.wait()
+                subprocess.run(["rm", "-rf", rtmp])
         return {"name": name, "gb": gb, "keys": keys, "used": used, "fill": fill, "pause_us": pause,
-                "save_s": save_secs, "status": status, "file": size,
+                "save_s": save_secs, "status": status, "file": size, "sync_s": sync_s,
                 "idle": summary(idle), "during": summary(during)}
     finally:
         p.kill()
@@ -123,21 +141,27 @@ def main():
     kv = os.path.join(ROOT, "target", "release", "kvfleet-server")
     targets = {
         "redis": lambda port: ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                               "--enable-debug-command", "yes",
+                               "--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0",
                                "--bind", "127.0.0.1"],
         "kvfleet": lambda port: [kv, "--port", str(port), "--save", ""],
+    }
+    replicaof = {
+        "redis": ["--replicaof", "127.0.0.1", "17100"],
+        "kvfleet": ["--replicaof", "127.0.0.1 17100"],
     }
     rows = []
     for n, gb in enumerate(SIZES):
         order = ["redis", "kvfleet"] if n % 2 == 0 else ["kvfleet", "redis"]
         for name in order:
-            r = measure(name, targets[name](17100), 17100, gb)
+            replica = lambda rport, name=name: targets[name](rport) + replicaof[name]
+            r = measure(name, targets[name](17100), 17100, gb, replica)
             rows.append(r)
             i, d = r["idle"], r["during"]
             print(f"{name:8} {gb:4.1f} GB keys={r['keys']:,} used={r['used']/1e9:.2f} GB pause={r['pause_us']} us "
                   f"save={r['save_s']:.1f} s ({r['status']}, file {r['file']/1e9:.2f} GB) "
                   f"GET p50/p99/p99.9/max ms idle {i['p50']:.3f}/{i['p99']:.3f}/{i['p999']:.3f}/{i['max']:.3f} "
-                  f"during {d['p50']:.3f}/{d['p99']:.3f}/{d['p999']:.3f}/{d['max']:.3f} (n={d['n']})",
+                  f"during {d['p50']:.3f}/{d['p99']:.3f}/{d['p999']:.3f}/{d['max']:.3f} (n={d['n']})"
+                  + (f" replica full sync {r['sync_s']:.1f} s" if r["sync_s"] is not None else ""),
                   flush=True)
     parts = []
     for gb in SIZES:
@@ -146,7 +170,8 @@ def main():
         p999_ratio = kvr["during"]["p999"] / kvr["idle"]["p999"]
         parts.append(f"{gb:g}GB:pause_us={kvr['pause_us']}/redis={rr['pause_us']} "
                      f"p999_during/idle={p999_ratio:.2f} max_during_ms={kvr['during']['max']:.2f}"
-                     f"/redis={rr['during']['max']:.2f} save_s={kvr['save_s']:.1f}/redis={rr['save_s']:.1f}")
+                     f"/redis={rr['during']['max']:.2f} save_s={kvr['save_s']:.1f}/redis={rr['save_s']:.1f}"
+                     + (f" full_sync_s={kvr['sync_s']:.1f}/redis={rr['sync_s']:.1f}" if kvr["sync_s"] is not None else ""))
     print("SUMMARY kvfleet snapshot: " + " ".join(parts))
 
 
