@@ -689,6 +689,24 @@ fn a_redis_replica_of_a_kvfleet_master_converges_under_writes_and_resyncs_partia
     // ROLE lists the replica with its acknowledged offset
     let role = strs(&mut m, &["ROLE"]);
     assert_eq!(role[0], "master");
+
+    // keys that expire on the master (lazily or actively) leave the replica
+    // too: Redis replicas do not expire keys themselves, they wait for DELs
+    for i in 0..20 {
+        m.call(&["SET", &format!("short:{i}"), "v", "PX", "50"]);
+    }
+    assert!(caught_up(&mut m, &mut r));
+    let with_short = text(&r.call(&["DBSIZE"]));
+    std::thread::sleep(Duration::from_millis(100));
+    m.call(&["GET", "short:0"]); // one lazily
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            text(&r.call(&["DBSIZE"])) == text(&m.call(&["DBSIZE"]))
+        }),
+        "replica kept expired keys: {with_short} before, {} now vs master {}",
+        text(&r.call(&["DBSIZE"])),
+        text(&m.call(&["DBSIZE"]))
+    );
 }
 
 /// MSETs and a few non-deterministic commands from another thread until told to stop.

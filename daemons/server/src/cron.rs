@@ -87,6 +87,11 @@ pub fn active_expire(srv: &Server, mut cursor: usize, budget: Duration) -> usize
                 break;
             }
         }
+        if !s.expired_log.is_empty() {
+            let mut dels = Vec::new();
+            crate::persist::feed::Feed::expired_dels(&mut s, &mut dels);
+            srv.persist.feed.append(&dels);
+        }
         drop(s);
         if start.elapsed() > budget {
             break;

@@ -715,20 +715,29 @@ fn execute<'s>(
     let reply_at = ctx.out.len();
     let r = HANDLERS[idx](&mut ctx, args);
     let dirty = ctx.dirty;
-    if dirty > 0 && srv.persist.feed.active() {
-        // appended while the command's slots are still locked
+    if srv.persist.feed.active() {
+        // appended while the command's slots are still locked: first the
+        // keys that expired under it, then its own effect
         let mut cmds = std::mem::take(&mut ctx.conn.feed_buf);
-        crate::persist::feed::replay(
-            spec.name,
-            args,
-            &mut ctx.db,
-            &ctx.out[reply_at..],
-            &mut cmds,
-        );
-        if ctx.conn.in_exec {
+        for (_, slot) in ctx.db.guards.iter_mut() {
+            crate::persist::feed::Feed::expired_dels(slot, &mut cmds);
+        }
+        if dirty > 0 {
+            crate::persist::feed::replay(
+                spec.name,
+                args,
+                &mut ctx.db,
+                &ctx.out[reply_at..],
+                &mut cmds,
+            );
+        }
+        if ctx.conn.in_exec || cmds.is_empty() {
             ctx.conn.feed_buf = cmds;
         } else {
-            ctx.conn.woff = srv.persist.feed.append(&cmds);
+            let off = srv.persist.feed.append(&cmds);
+            if dirty > 0 {
+                ctx.conn.woff = off;
+            }
             cmds.clear();
             ctx.conn.feed_buf = cmds;
         }

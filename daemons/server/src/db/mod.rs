@@ -27,6 +27,13 @@ static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new
 const LRU_BASE: u32 = 1 << 22;
 static LRU_CLOCK: AtomicU32 = AtomicU32::new(LRU_BASE);
 static LFU_MODE: AtomicBool = AtomicBool::new(false);
+/// Keep the keys that expire (a write stream is on: they go out as DELs, as
+/// Redis propagates them, so replicas that do not expire on their own drop them).
+static LOG_EXPIRED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_log_expired(on: bool) {
+    LOG_EXPIRED.store(on, Relaxed);
+}
 static LFU_LOG_FACTOR: AtomicU32 = AtomicU32::new(10);
 static LFU_DECAY_TIME: AtomicU32 = AtomicU32::new(1);
 
@@ -131,6 +138,8 @@ pub struct Slot {
     pub expired: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Keys expired here since the write stream last took them.
+    pub expired_log: Vec<Box<[u8]>>,
 }
 
 impl Slot {
@@ -139,8 +148,7 @@ impl Slot {
     pub fn find(&mut self, key: &[u8], now: u64) -> Option<usize> {
         let idx = self.map.get_index_of(key)?;
         if self.map[idx].expired(now) {
-            self.remove_index(idx);
-            self.expired += 1;
+            self.expire_index(idx);
             return None;
         }
         Some(idx)
@@ -149,6 +157,16 @@ impl Slot {
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         let idx = self.find(key, now)?;
         Some(&mut self.map[idx])
+    }
+
+    /// Deletes an expired record (noting its key for the write stream).
+    fn expire_index(&mut self, idx: usize) {
+        if let Some(e) = self.remove_index(idx)
+            && LOG_EXPIRED.load(Relaxed)
+        {
+            self.expired_log.push(e.key().into());
+        }
+        self.expired += 1;
     }
 
     pub fn remove_index(&mut self, idx: usize) -> Option<Entry> {
@@ -205,8 +223,7 @@ impl Slot {
             let i = fastrand::usize(..len);
             sampled += 1;
             if self.map[i].expired(now) {
-                self.remove_index(i);
-                self.expired += 1;
+                self.expire_index(i);
                 expired += 1;
             }
         }

@@ -42,7 +42,16 @@ impl Feed {
 
     /// Whether commands must be appended: an AOF is open or replication is on.
     pub fn update_active(&self, g: &Inner) {
-        self.active.store(g.aof.is_some() || g.repl.active, Relaxed);
+        let on = g.aof.is_some() || g.repl.active;
+        self.active.store(on, Relaxed);
+        crate::db::set_log_expired(on);
+    }
+
+    /// DELs for the keys that expired in `slot` (called with it locked).
+    pub fn expired_dels(slot: &mut crate::db::Slot, out: &mut Vec<u8>) {
+        for k in slot.expired_log.drain(..) {
+            encode(out, &[b"DEL", &k]);
+        }
     }
 
     /// Adds encoded commands (called with their slots locked); returns the
