@@ -5,4 +5,5 @@ mod differential;
 mod persist;
 mod protocol;
 mod proxy;
+mod replication;
 mod server_features;

@@ -13,7 +13,7 @@ use kvfleet_harness::{
 };
 use kvfleet_resp::Frame;
 
-fn text(f: &Frame) -> String {
+pub(crate) fn text(f: &Frame) -> String {
     match f {
         Frame::Bulk(b) | Frame::Simple(b) | Frame::Double(b) => {
             String::from_utf8_lossy(b).into_owned()
@@ -25,7 +25,7 @@ fn text(f: &Frame) -> String {
     }
 }
 
-fn strs(c: &mut RawClient, args: &[&str]) -> Vec<String> {
+pub(crate) fn strs(c: &mut RawClient, args: &[&str]) -> Vec<String> {
     match c.call(args) {
         Frame::Array(v) => v.iter().map(text).collect(),
         other => panic!("{args:?} -> {other:?}"),
@@ -34,7 +34,7 @@ fn strs(c: &mut RawClient, args: &[&str]) -> Vec<String> {
 
 /// The whole keyspace as `key -> "type:value;ttl?"`, in a form that does
 /// not depend on encodings or iteration order.
-fn keyspace(c: &mut RawClient) -> BTreeMap<String, String> {
+pub(crate) fn keyspace(c: &mut RawClient) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for k in strs(c, &["KEYS", "*"]) {
         let t = text(&c.call(&["TYPE", &k]));
@@ -64,7 +64,7 @@ fn keyspace(c: &mut RawClient) -> BTreeMap<String, String> {
 /// Every type, in every encoding Redis 7.0 picks for it: embstr/int/raw
 /// strings (raw ones LZF-compressed in its files), listpack and hashtable
 /// hashes and sorted sets, quicklists, intsets and hashtable sets.
-fn populate(c: &mut RawClient) {
+pub(crate) fn populate(c: &mut RawClient) {
     let big = "x".repeat(300);
     let mut cmds: Vec<Vec<String>> = vec![
         vec!["SET".into(), "s:small".into(), "hello".into()],
@@ -461,7 +461,7 @@ fn save_points_trigger_a_background_save() {
 
 /// Commands whose effect depends on the moment or on chance, which the AOF
 /// must hold in a replayable form, plus a transaction and a served BLPOP.
-fn write_tricky(c: &mut RawClient, port: u16) {
+pub(crate) fn write_tricky(c: &mut RawClient, port: u16) {
     for args in [
         &["SET", "t:ex", "v", "EX", "1000"][..],
         &["SET", "t:gone", "v", "PX", "1"],
@@ -635,173 +635,4 @@ fn a_cut_off_aof_tail_is_dropped_or_refused_as_configured() {
     drop(kv);
     let kv = kvfleet_server_on(port, &flags);
     assert_eq!(text(&kv.client().call(&["GET", "c"])), "3");
-}
-
-/// Waits until `replica` has applied everything `master` has streamed.
-fn caught_up(master: &mut RawClient, replica: &mut RawClient) -> bool {
-    eventually(Duration::from_secs(30), || {
-        replica.info_field("replication", "master_link_status") == "up"
-            && replica.info_field("replication", "master_repl_offset")
-                == master.info_field("replication", "master_repl_offset")
-    })
-}
-
-#[test]
-fn a_redis_replica_of_a_kvfleet_master_converges_under_writes_and_resyncs_partially() {
-    let kv = kvfleet_server(&[]);
-    let port = kv.port;
-    let mut m = kv.client();
-    populate(&mut m);
-    write_tricky(&mut m, port);
-    // writers keep going while the replica attaches and loads the snapshot
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = writer(port, stop.clone());
-    let port_s = port.to_string();
-    let redis = redis_server(&["--replicaof", "127.0.0.1", &port_s]);
-    let mut r = redis.client();
-    std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
-    assert!(caught_up(&mut m, &mut r), "replica did not catch up");
-    assert_eq!(keyspace(&mut r), keyspace(&mut m), "replica keyspace");
-    assert_eq!(m.info_field("replication", "connected_slaves"), "1");
-    assert_eq!(m.info_field("stats", "sync_full"), "1");
-
-    // the link drops; the replica comes back within the backlog: partial resync
-    r.call(&["CLIENT", "KILL", "TYPE", "master"]);
-    m.call(&["SET", "while:away", "1"]);
-    m.call(&["HSET", "while:away:h", "f", "v"]);
-    assert!(caught_up(&mut m, &mut r));
-    assert_eq!(m.info_field("stats", "sync_partial_ok"), "1");
-    // WAIT: the replica acknowledges a fresh write; asking for two times out with one
-    m.call(&["SET", "waited", "1"]);
-    assert_eq!(text(&m.call(&["WAIT", "1", "5000"])), "1");
-    let t = Instant::now();
-    assert_eq!(text(&m.call(&["WAIT", "2", "200"])), "1");
-    assert!(t.elapsed() >= Duration::from_millis(200));
-    assert_eq!(text(&m.call(&["WAIT", "0", "0"])), "1", "no wait for zero");
-    assert_eq!(
-        m.info_field("stats", "sync_full"),
-        "1",
-        "no second full sync"
-    );
-    assert_eq!(keyspace(&mut r), keyspace(&mut m));
-    // ROLE lists the replica with its acknowledged offset
-    let role = strs(&mut m, &["ROLE"]);
-    assert_eq!(role[0], "master");
-
-    // keys that expire on the master (lazily or actively) leave the replica
-    // too: Redis replicas do not expire keys themselves, they wait for DELs
-    for i in 0..20 {
-        m.call(&["SET", &format!("short:{i}"), "v", "PX", "50"]);
-    }
-    assert!(caught_up(&mut m, &mut r));
-    let with_short = text(&r.call(&["DBSIZE"]));
-    std::thread::sleep(Duration::from_millis(100));
-    m.call(&["GET", "short:0"]); // one lazily
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            text(&r.call(&["DBSIZE"])) == text(&m.call(&["DBSIZE"]))
-        }),
-        "replica kept expired keys: {with_short} before, {} now vs master {}",
-        text(&r.call(&["DBSIZE"])),
-        text(&m.call(&["DBSIZE"]))
-    );
-}
-
-/// MSETs and a few non-deterministic commands from another thread until told to stop.
-fn writer(
-    port: u16,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut c = RawClient::connect(port);
-        let mut n = 0u64;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let batch: Vec<Vec<Vec<u8>>> = (0..50)
-                .map(|_| {
-                    n += 1;
-                    vec![
-                        b"MSET".to_vec(),
-                        format!("w:{}", n % 500).into_bytes(),
-                        n.to_string().into_bytes(),
-                        b"w:last".to_vec(),
-                        n.to_string().into_bytes(),
-                    ]
-                })
-                .collect();
-            c.pipeline(&batch);
-            c.call(&["INCRBYFLOAT", "w:float", "0.5"]);
-            c.call(&["SADD", "w:set", &n.to_string()]);
-            c.call(&["SPOP", "w:set"]);
-            c.call(&["SET", "w:ttl", "v", "EX", "100"]);
-        }
-    })
-}
-
-#[test]
-fn a_kvfleet_replica_follows_redis_and_kvfleet_masters_and_can_be_promoted() {
-    for master_is_redis in [true, false] {
-        let master = if master_is_redis {
-            redis_server(&["--repl-diskless-sync-delay", "0"])
-        } else {
-            kvfleet_server(&[])
-        };
-        let mut m = master.client();
-        populate(&mut m);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let w = writer(master.port, stop.clone());
-        let target = format!("127.0.0.1 {}", master.port);
-        let replica = kvfleet_server(&["--replicaof", &target]);
-        let mut r = replica.client();
-        std::thread::sleep(Duration::from_millis(500));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        w.join().unwrap();
-        assert!(
-            caught_up(&mut m, &mut r),
-            "replica of {}",
-            if master_is_redis { "redis" } else { "kvfleet" }
-        );
-        assert_eq!(keyspace(&mut r), keyspace(&mut m));
-        assert_eq!(r.info_field("replication", "role"), "slave");
-        assert!(
-            matches!(r.call(&["SET", "x", "1"]), Frame::Error(e) if e.starts_with(b"READONLY"))
-        );
-        if !master_is_redis {
-            m.call(&["SET", "waited", "1"]);
-            assert_eq!(
-                text(&m.call(&["WAIT", "1", "5000"])),
-                "1",
-                "our replica acks GETACK"
-            );
-        }
-        assert!(
-            matches!(r.call(&["WAIT", "1", "10"]), Frame::Error(_)),
-            "WAIT on a replica"
-        );
-
-        // the link drops: back within the backlog, a partial resync
-        let before = m.info_field("stats", "sync_partial_ok");
-        m.call(&["CLIENT", "KILL", "TYPE", "replica"]);
-        if !master_is_redis {
-            // our master does not track replica links as clients yet: restart the link instead
-            r.call(&["REPLICAOF", "NO", "ONE"]);
-            r.call(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
-        }
-        m.call(&["SET", "while:away", "1"]);
-        assert!(caught_up(&mut m, &mut r));
-        assert_eq!(keyspace(&mut r), keyspace(&mut m));
-        let after = m.info_field("stats", "sync_partial_ok");
-        assert_eq!(
-            after.parse::<u64>().unwrap(),
-            before.parse::<u64>().unwrap() + 1,
-            "partial resync"
-        );
-
-        // promotion keeps the data and takes writes
-        assert_eq!(text(&r.call(&["REPLICAOF", "NO", "ONE"])), "OK");
-        assert_eq!(r.info_field("replication", "role"), "master");
-        assert_eq!(text(&r.call(&["SET", "x", "1"])), "OK");
-        assert_eq!(text(&r.call(&["GET", "while:away"])), "1");
-    }
 }

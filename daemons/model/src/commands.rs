@@ -261,6 +261,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("replicaof", 3, ADMIN | NOSCRIPT | STALE, N, "server"),
     cmd!("slaveof", 3, ADMIN | NOSCRIPT | STALE, N, "server"),
     cmd!("wait", 3, NOSCRIPT, N, "generic"),
+    cmd!("failover", -1, ADMIN | NOSCRIPT | STALE, N, "server"),
+    cmd!(
+        "shutdown",
+        -1,
+        ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI,
+        N,
+        "server"
+    ),
     cmd!("dump", 2, READONLY, K1, "generic"),
     cmd!("restore", -4, WRITE | DENYOOM, K1, "generic"),
     cmd!("slots", -2, ADMIN | NOSCRIPT | ALL_SLOTS, N, "server"),

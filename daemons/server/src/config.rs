@@ -86,6 +86,18 @@ pub struct Config {
     pub aof_load_truncated: bool,
     /// `"host port"` of a master to replicate at start; empty = a master. Default empty.
     pub replicaof: String,
+    /// Bytes of write stream kept for replicas' partial resyncs. Default 1 MB.
+    pub repl_backlog_size: u64,
+    /// Refuse writes (`-NOREPLICAS`) unless at least this many replicas
+    /// acknowledged within `min_replicas_max_lag` seconds; 0 = off. Default 0.
+    pub min_replicas_to_write: u64,
+    /// Default 10.
+    pub min_replicas_max_lag: u64,
+    /// A replica's preference for promotion (lower first, 0 = never),
+    /// reported as `slave_priority` for failover tooling. Default 100.
+    pub replica_priority: u64,
+    /// Replicas refuse client writes. Default true.
+    pub replica_read_only: bool,
 }
 
 impl Default for Config {
@@ -120,6 +132,11 @@ impl Default for Config {
             appendfilename: "appendonly.aof".into(),
             aof_load_truncated: true,
             replicaof: String::new(),
+            repl_backlog_size: crate::repl::BACKLOG_SIZE as u64,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: 10,
+            replica_priority: 100,
+            replica_read_only: true,
         }
     }
 }

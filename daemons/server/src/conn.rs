@@ -73,6 +73,8 @@ async fn conn_loop(
     let mut argv_store: Vec<&'static [u8]> = Vec::new();
     let handle = conn.handle.clone();
     loop {
+        // a command held by CLIENT PAUSE or FAILOVER stays in `inbuf`
+        let mut held = false;
         // Run every complete request in the buffer.
         conn.now_ms = crate::util::now_ms();
         conn.clock = std::time::Instant::now();
@@ -86,6 +88,11 @@ async fn conn_loop(
                     if !parser.args.is_empty() {
                         let mut argv = recycle(std::mem::take(&mut argv_store));
                         argv.extend((0..parser.args.len()).map(|i| parser.arg(&inbuf, i)));
+                        if srv.pause.holds(&argv, conn.multi.as_deref(), srv) {
+                            argv_store = park(argv);
+                            held = true;
+                            break;
+                        }
                         cmd::dispatch(srv, conn, &mut out, &argv);
                         if conn.block.is_some() {
                             let owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
@@ -125,9 +132,15 @@ async fn conn_loop(
         }
         cmd::flush_stats(srv, conn);
         flush(stream, &mut out, srv, &handle).await?;
+        if held {
+            if !srv.pause.wait(&handle.kill).await {
+                return Ok(());
+            }
+            continue;
+        }
         if let Some(req) = conn.handoff.take() {
             // PSYNC: from here on this connection is a replica link
-            return crate::repl::serve_replica(srv.clone(), stream, req).await;
+            return crate::repl::serve_replica(srv.clone(), stream, req, &handle).await;
         }
         if let Some((n, target, deadline)) = conn.wait.take() {
             // WAIT: poll the replicas' acknowledgements (they answer GETACK

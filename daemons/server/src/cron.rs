@@ -28,7 +28,10 @@ pub async fn run(srv: Arc<Server>) {
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::time::sleep(period).await;
         crate::db::tick_lru_clock();
-        if ACTIVE_EXPIRE.load(Relaxed) {
+        srv.failover.tick(&srv);
+        // a replica's keys expire by its master's DELs; a paused master's
+        // stream stands still
+        if ACTIVE_EXPIRE.load(Relaxed) && !srv.follow.is_replica() && !srv.pause.writes_paused() {
             let budget = period * CPU_PERCENT / 100;
             let srv2 = srv.clone();
             // slot locks are short, but the walk is CPU work: keep it off the I/O loop
@@ -56,8 +59,9 @@ pub async fn run(srv: Arc<Server>) {
             if let Some(f) = handle {
                 tokio::task::spawn_blocking(move || f.sync_data());
             }
+            crate::repl::refresh_good(&srv);
             ping_tick += 1;
-            if ping_tick.is_multiple_of(10) {
+            if ping_tick.is_multiple_of(10) && !srv.pause.writes_paused() {
                 crate::repl::ping_replicas(&srv);
             }
             if crate::persist::save_point_due(&srv) {

@@ -2,8 +2,9 @@
 //!
 //! Request path, in call order: [`listener`] (accept) → [`conn`] (read,
 //! parse, batch replies) → [`cmd`] (table lookup, locking, handlers in
-//! `cmd/<family>.rs`) → [`db`] (slot tables, values, expiry). Replication,
-//! snapshots and RDB come with later issues.
+//! `cmd/<family>.rs`) → [`db`] (slot tables, values, expiry). Beside it:
+//! [`persist`] (forkless snapshots, RDB, the write stream and AOF),
+//! [`repl`] (PSYNC replication, both sides), [`failover`] and [`pause`].
 
 pub mod alloc;
 pub mod cmd;
@@ -12,7 +13,9 @@ pub mod conn;
 pub mod cron;
 pub mod db;
 pub mod evict;
+pub mod failover;
 pub mod listener;
+pub mod pause;
 pub mod persist;
 pub mod repl;
 pub mod server;

@@ -161,11 +161,19 @@ fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
         } else {
             let path = persist::rdb_path(&srv);
             if path.exists() {
-                let (keys, expired) = persist::load(&srv.db, &path)
+                let l = persist::load(&srv.db, &path)
                     .map_err(|e| anyhow::anyhow!("not starting: {e}"))?;
-                srv.persist.loaded_keys.store(keys, Relaxed);
-                srv.persist.loaded_expired.store(expired, Relaxed);
-                tracing::info!(path = %path.display(), keys, expired, secs = t.elapsed().as_secs_f64(), "DB loaded from disk");
+                srv.persist.loaded_keys.store(l.keys, Relaxed);
+                srv.persist.loaded_expired.store(l.expired, Relaxed);
+                tracing::info!(path = %path.display(), keys = l.keys, expired = l.expired, secs = t.elapsed().as_secs_f64(), "DB loaded from disk");
+                // a replica restarted on its own snapshot continues from
+                // where it was (PSYNC) instead of a full sync; a master
+                // starts a new history, as Redis 7.0 does
+                if let (Some((id, off)), false) = (l.repl, cfg.replicaof.is_empty()) {
+                    let mut g = srv.persist.feed.inner.lock();
+                    g.repl.replid = id;
+                    g.repl.offset = off;
+                }
             }
         }
         if let Some((host, port)) = cfg.replicaof.split_once(' ') {
@@ -173,10 +181,16 @@ fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
             kvfleet_server::repl::replicaof(&srv, Some((host.to_string(), port)));
         }
         tracing::info!(addr = %local, threads, "Ready to accept connections");
-        kvfleet_server::listener::run(srv.clone(), listener, shutdown_signal()).await;
+        let stop = async {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = srv.shutdown.notified() => {}
+            }
+        };
+        kvfleet_server::listener::run(srv.clone(), listener, stop).await;
         persist::aof::stop(&srv);
         // Redis saves on shutdown when save points are configured
-        if !srv.rt.read().save.trim().is_empty() {
+        if !srv.shutdown_saved.load(Relaxed) && !srv.rt.read().save.trim().is_empty() {
             persist::save(&srv).map_err(|e| anyhow::anyhow!("saving on shutdown: {e}"))?;
         }
         Ok(())

@@ -21,6 +21,13 @@ use crate::server::Server;
 /// Redis's default `repl-backlog-size`.
 pub const BACKLOG_SIZE: usize = 1 << 20;
 
+/// A new replication history id (40 hex digits).
+pub fn new_replid() -> String {
+    (0..40)
+        .map(|_| char::from_digit(fastrand::u32(..16), 16).expect("hex digit"))
+        .collect()
+}
+
 /// What a replica said before PSYNC, and its progress.
 #[derive(Debug, Default)]
 pub struct ReplicaInfo {
@@ -30,30 +37,136 @@ pub struct ReplicaInfo {
     pub ack: AtomicU64,
     /// When (Unix ms) it last did.
     pub ack_ms: AtomicU64,
+    /// Loaded its snapshot and receiving the stream (`state=online`).
+    pub online: std::sync::atomic::AtomicBool,
 }
 
-/// The replication side of the write stream (under the feed's lock).
-#[derive(Debug, Default)]
+/// Run-time replication settings the command path reads.
+#[derive(Debug)]
+pub struct Policy {
+    /// `min-replicas-to-write` / `min-replicas-max-lag` (seconds).
+    pub min_to_write: AtomicU64,
+    pub max_lag: AtomicU64,
+    /// Replicas that acknowledged within `max_lag` (refreshed by the cron
+    /// and on every ACK).
+    pub good: AtomicU64,
+    pub read_only: std::sync::atomic::AtomicBool,
+    pub priority: AtomicU64,
+}
+
+impl Policy {
+    pub fn new(cfg: &crate::config::Config) -> Policy {
+        Policy {
+            min_to_write: cfg.min_replicas_to_write.into(),
+            max_lag: cfg.min_replicas_max_lag.into(),
+            good: 0.into(),
+            read_only: cfg.replica_read_only.into(),
+            priority: cfg.replica_priority.into(),
+        }
+    }
+
+    /// Whether a write may run under `min-replicas-to-write`.
+    #[inline]
+    pub fn enough_replicas(&self) -> bool {
+        let min = self.min_to_write.load(Relaxed);
+        min == 0 || self.good.load(Relaxed) >= min
+    }
+}
+
+/// Recounts the replicas with a recent enough ACK.
+pub fn refresh_good(srv: &Server) {
+    let lag_ms = srv.repl_policy.max_lag.load(Relaxed) * 1000;
+    let now = crate::util::now_ms();
+    let good = {
+        let g = srv.persist.feed.inner.lock();
+        g.repl
+            .replicas
+            .iter()
+            .filter(|(_, i)| {
+                i.online.load(Relaxed) && now.saturating_sub(i.ack_ms.load(Relaxed)) <= lag_ms
+            })
+            .count()
+    };
+    srv.repl_policy.good.store(good as u64, Relaxed);
+}
+
+/// Each replica's (ip, listening port, online, acknowledged offset).
+pub fn replica_addrs(srv: &Server) -> Vec<(String, u16, bool, u64)> {
+    let g = srv.persist.feed.inner.lock();
+    g.repl
+        .replicas
+        .iter()
+        .map(|(_, i)| {
+            (
+                i.ip.clone(),
+                i.port.load(Relaxed) as u16,
+                i.online.load(Relaxed),
+                i.ack.load(Relaxed),
+            )
+        })
+        .collect()
+}
+
+/// The replication stream and this server's place in its history (under
+/// the feed's lock). A master writes its own commands into it; a replica
+/// writes the bytes it applied from its master, verbatim and at the
+/// master's offsets (Redis's PSYNC2): its own replicas then see the same
+/// history, and after a promotion or a FAILOVER every server of the group
+/// can continue from where it was instead of a full sync.
+#[derive(Debug)]
 pub struct ReplStream {
+    /// `master_replid`: the history this stream belongs to.
+    pub replid: String,
+    /// `master_replid2`: the history before the last promotion (or master
+    /// switch), valid up to `second_offset` (the next byte, 1-based; -1: none).
+    pub replid2: String,
+    pub second_offset: i64,
     /// `master_repl_offset`: bytes of stream so far.
     pub offset: u64,
-    /// The last `BACKLOG_SIZE` bytes, for partial resyncs; active once the
-    /// first replica attached.
+    /// The last `limit` bytes, for partial resyncs; active once the first
+    /// replica attached (always on a replica).
     pub backlog: VecDeque<u8>,
+    pub limit: usize,
     pub active: bool,
+    /// This server follows a master: the stream is what the master link
+    /// applied, not what local commands did.
+    pub mirror: bool,
     pub replicas: Vec<(mpsc::UnboundedSender<Bytes>, Arc<ReplicaInfo>)>,
+}
+
+impl Default for ReplStream {
+    fn default() -> ReplStream {
+        ReplStream {
+            replid: new_replid(),
+            replid2: "0".repeat(40),
+            second_offset: -1,
+            offset: 0,
+            backlog: VecDeque::new(),
+            limit: BACKLOG_SIZE,
+            active: false,
+            mirror: false,
+            replicas: Vec::new(),
+        }
+    }
 }
 
 impl ReplStream {
     pub fn push(&mut self, cmds: &[u8]) {
         self.offset += cmds.len() as u64;
         self.backlog.extend(cmds);
-        let over = self.backlog.len().saturating_sub(BACKLOG_SIZE);
+        let over = self.backlog.len().saturating_sub(self.limit);
         self.backlog.drain(..over);
         if !self.replicas.is_empty() {
             let b = Bytes::copy_from_slice(cmds);
             self.replicas.retain(|(tx, _)| tx.send(b.clone()).is_ok());
         }
+    }
+
+    /// `repl-backlog-size`: keeps the newest bytes when it shrinks.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(16 * 1024);
+        let over = self.backlog.len().saturating_sub(self.limit);
+        self.backlog.drain(..over);
     }
 
     /// The stream from `from` on, if the backlog still holds it.
@@ -69,6 +182,27 @@ impl ReplStream {
                 .copied()
                 .collect(),
         )
+    }
+
+    /// Whether `PSYNC replid next` continues this history: the current
+    /// one, or the previous one up to where it ended.
+    fn continues(&self, replid: &[u8], next: i64) -> bool {
+        next >= 1
+            && (replid == self.replid.as_bytes()
+                || (replid == self.replid2.as_bytes() && next <= self.second_offset))
+    }
+
+    /// A new history starts here (a promotion, or a master's new id): the
+    /// old one stays valid up to this point for replicas that followed it.
+    pub fn shift_replid(&mut self, new: String) {
+        self.replid2 = std::mem::replace(&mut self.replid, new);
+        self.second_offset = self.offset as i64 + 1;
+    }
+
+    /// Drops every replica link; they reconnect and PSYNC again (to learn
+    /// a new replication id, or to full-sync after ours changed data).
+    pub fn disconnect_replicas(&mut self) {
+        self.replicas.clear();
     }
 
     pub fn first_byte(&self) -> u64 {
@@ -90,6 +224,19 @@ pub async fn serve_replica(
     srv: Arc<Server>,
     stream: &mut TcpStream,
     req: Psync,
+    handle: &crate::server::ClientHandle,
+) -> std::io::Result<()> {
+    handle.kind.store(crate::server::KIND_REPLICA, Relaxed);
+    tokio::select! {
+        r = replica_link(&srv, stream, req) => r,
+        _ = handle.kill.notified() => Ok(()),
+    }
+}
+
+async fn replica_link(
+    srv: &Arc<Server>,
+    stream: &mut TcpStream,
+    req: Psync,
 ) -> std::io::Result<()> {
     let ip = stream
         .peer_addr()
@@ -106,20 +253,20 @@ pub async fn serve_replica(
     let missed = {
         let mut g = f.inner.lock();
         // PSYNC names the next byte it wants, counting from 1
-        let same = req.replid == srv.replid.as_bytes() && req.offset >= 1;
+        let same = g.repl.continues(&req.replid, req.offset);
         match same.then(|| g.repl.since(req.offset as u64 - 1)).flatten() {
             Some(bytes) => {
                 g.repl.replicas.push((tx.clone(), info.clone()));
-                Some(bytes)
+                Some((bytes, g.repl.replid.clone()))
             }
             None => None,
         }
     };
     let missed_was_partial = missed.is_some();
-    if let Some(bytes) = missed {
+    if let Some((bytes, replid)) = missed {
         srv.persist.sync_partial_ok.fetch_add(1, Relaxed);
         stream
-            .write_all(format!("+CONTINUE {}\r\n", srv.replid).as_bytes())
+            .write_all(format!("+CONTINUE {replid}\r\n").as_bytes())
             .await?;
         stream.write_all(&bytes).await?;
         tracing::info!(replica = %info.ip, from = req.offset, "partial resync");
@@ -128,13 +275,14 @@ pub async fn serve_replica(
             srv.persist.sync_partial_err.fetch_add(1, Relaxed);
         }
         srv.persist.sync_full.fetch_add(1, Relaxed);
-        full_sync(&srv, stream, &req, tx.clone(), info.clone()).await?;
+        full_sync(srv, stream, &req, tx.clone(), info.clone()).await?;
     }
     drop(tx);
     // After an `$EOF:` transfer the replica finds the end by the mark being
     // the last bytes it read: nothing may follow until it has loaded and
     // sent its first ACK (Redis's masters wait the same way).
     let mut streaming = missed_was_partial || !req.eof_capable;
+    info.online.store(streaming, Relaxed);
     // stream writes to the replica; read its ACKs
     let mut inbuf = BytesMut::with_capacity(1024);
     let mut parser = kvfleet_resp::RequestParser::new();
@@ -171,7 +319,9 @@ pub async fn serve_replica(
                     {
                         info.ack.store(off.max(0) as u64, Relaxed);
                         info.ack_ms.store(crate::util::now_ms(), Relaxed);
+                        info.online.store(true, Relaxed);
                         streaming = true;
+                        refresh_good(srv);
                     }
                     let _ = inbuf.split_to(n);
                 }
@@ -183,6 +333,7 @@ pub async fn serve_replica(
         .repl
         .replicas
         .retain(|(_, i)| !Arc::ptr_eq(i, &info));
+    refresh_good(srv);
     tracing::info!(replica = %info.ip, "replica gone");
     result
 }
@@ -197,39 +348,42 @@ async fn full_sync(
     info: Arc<ReplicaInfo>,
 ) -> std::io::Result<()> {
     let (chunk_tx, mut chunks) = mpsc::channel::<Vec<u8>>(8);
-    let (start_tx, start_rx) = tokio::sync::oneshot::channel::<u64>();
+    let (start_tx, start_rx) = tokio::sync::oneshot::channel::<(String, u64)>();
     let s = srv.clone();
     let writer = tokio::task::spawn_blocking(move || {
         let _one = s.persist.running.lock();
         let f = &s.persist.feed;
-        let mut at = 0;
+        let mut at = (String::new(), 0);
         let st = crate::persist::snapshot::start_with(&s.db, || {
             let mut g = f.inner.lock();
             g.repl.active = true;
-            at = g.repl.offset;
+            at = (g.repl.replid.clone(), g.repl.offset);
             g.repl.replicas.push((tx, info));
-            // the stream after the snapshot starts in database 0
-            let mut select = Vec::new();
-            feed::encode(&mut select, &[b"SELECT", b"0"]);
-            g.repl.push(&select);
+            if !g.repl.mirror {
+                // the stream after the snapshot starts in database 0 (a
+                // replica passes its master's stream on as it is)
+                let mut select = Vec::new();
+                feed::encode(&mut select, &[b"SELECT", b"0"]);
+                g.repl.push(&select);
+            }
             f.update_active(&g);
         });
         s.persist
             .latest_fork_usec
             .store(st.pause.as_micros() as u64, Relaxed);
-        let _ = start_tx.send(at);
+        let aux = crate::persist::aux_fields(&s, Some((&at.0, at.1)));
+        let _ = start_tx.send(at.clone());
         let w = ChunkWriter {
             tx: chunk_tx,
             buf: Vec::with_capacity(CHUNK),
         };
-        crate::persist::snapshot::write(&s.db, &st, &crate::persist::aux_fields(&s), w)
-            .and_then(|mut w| w.flush())
+        crate::persist::snapshot::write(&s.db, &st, &aux, w).and_then(|mut w| w.flush())
     });
-    let at = start_rx
+    let (replid, at) = start_rx
         .await
         .map_err(|_| std::io::Error::other("snapshot failed to start"))?;
     stream
-        .write_all(format!("+FULLRESYNC {} {at}\r\n", srv.replid).as_bytes())
+        .write_all(format!("+FULLRESYNC {replid} {at}\r\n").as_bytes())
         .await?;
     if req.eof_capable {
         let mark: String = (0..40)
@@ -302,7 +456,7 @@ pub fn acked_since(srv: &Server, target: u64) -> usize {
 /// Asks every replica for its offset now (`REPLCONF GETACK *`), for WAIT.
 pub fn request_acks(srv: &Server) {
     let mut g = srv.persist.feed.inner.lock();
-    if g.repl.replicas.is_empty() {
+    if g.repl.replicas.is_empty() || g.repl.mirror {
         return;
     }
     let mut cmd = Vec::new();
@@ -314,7 +468,8 @@ pub fn request_acks(srv: &Server) {
 pub fn ping_replicas(srv: &Server) {
     let f = &srv.persist.feed;
     let mut g = f.inner.lock();
-    if g.repl.replicas.is_empty() {
+    // a replica passes its master's pings on and sends none of its own
+    if g.repl.replicas.is_empty() || g.repl.mirror {
         return;
     }
     let mut ping = Vec::new();
@@ -331,11 +486,11 @@ pub struct Follow {
     pub generation: AtomicU64,
     pub link_up: std::sync::atomic::AtomicBool,
     pub sync_in_progress: std::sync::atomic::AtomicBool,
-    /// The master's replication id and the offset applied so far (for PSYNC).
-    pub replid: parking_lot::Mutex<String>,
-    pub offset: AtomicU64,
     /// Unix ms of the last byte from the master.
     pub last_io_ms: AtomicU64,
+    /// The live link's client (CLIENT LIST shows it with flag `M`; CLIENT
+    /// KILL TYPE master drops it and the link reconnects).
+    pub client: parking_lot::Mutex<Option<Arc<crate::server::ClientHandle>>>,
     /// Held by the live link: after REPLICAOF, a new link starts only once
     /// the old one has stopped applying (never two appliers at once).
     link: tokio::sync::Mutex<()>,
@@ -352,8 +507,27 @@ impl Follow {
 pub fn replicaof(srv: &Server, target: Option<(String, u16)>) {
     let f = &srv.follow;
     let generation = f.generation.fetch_add(1, Relaxed) + 1;
+    let was_replica = f.master.read().is_some();
     *f.master.write() = target.clone();
     f.link_up.store(false, Relaxed);
+    if let Some(c) = f.client.lock().take() {
+        c.kill();
+    }
+    {
+        let feed = &srv.persist.feed;
+        let mut g = feed.inner.lock();
+        if target.is_none() && was_replica {
+            // promoted: a history of our own from here, the master's valid
+            // up to here (its other replicas can continue with us)
+            g.repl.shift_replid(new_replid());
+        }
+        g.repl.mirror = target.is_some();
+        g.repl.active |= target.is_some();
+        // our replicas reconnect: to learn the new id, or to follow the
+        // new master's history through us
+        g.repl.disconnect_replicas();
+        feed.update_active(&g);
+    }
     if let (Some((host, port)), Some(srv)) = (target, srv.me.upgrade()) {
         tokio::spawn(follow(srv, host, port, generation));
     }
@@ -367,9 +541,18 @@ async fn follow(srv: Arc<Server>, host: String, port: u16, generation: u64) {
         }
         if let Err(e) = follow_once(&srv, &host, port, generation).await {
             tracing::warn!(master = %format!("{host}:{port}"), error = %e, "replication link");
+            if srv.failover.state() == crate::failover::State::InProgress {
+                srv.failover
+                    .abort(&srv, "the failover target could not be reached");
+                return;
+            }
         }
         srv.follow.link_up.store(false, Relaxed);
         srv.follow.sync_in_progress.store(false, Relaxed);
+        srv.follow.client.lock().take();
+        if srv.follow.generation.load(Relaxed) != generation {
+            return;
+        }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
@@ -391,6 +574,29 @@ async fn follow_once(
     .map_err(|_| "connect timed out".to_string())?
     .map_err(|e| e.to_string())?;
     let _ = s.set_nodelay(true);
+    let handle = crate::server::ClientHandle::new(
+        srv.next_id.fetch_add(1, Relaxed),
+        s.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        s.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        tokio::sync::mpsc::unbounded_channel().0,
+    );
+    handle.kind.store(crate::server::KIND_MASTER, Relaxed);
+    *f.client.lock() = Some(handle.clone());
+    srv.clients.lock().insert(handle.id, handle.clone());
+    let r = tokio::select! {
+        r = sync_and_apply(srv, &mut s, generation) => r,
+        _ = handle.kill.notified() => Err("link killed (CLIENT KILL)".into()),
+    };
+    srv.clients.lock().remove(&handle.id);
+    r
+}
+
+async fn sync_and_apply(
+    srv: &Arc<Server>,
+    s: &mut TcpStream,
+    generation: u64,
+) -> Result<(), String> {
+    let f = &srv.follow;
     let mut inbuf = BytesMut::with_capacity(64 * 1024);
     let my_port = srv.port.load(Relaxed).to_string();
     let mut hs = Vec::new();
@@ -402,48 +608,80 @@ async fn follow_once(
     feed::encode(&mut hs, &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"]);
     s.write_all(&hs).await.map_err(|e| e.to_string())?;
     for _ in 0..3 {
-        let line = read_line(&mut s, &mut inbuf).await?;
+        let line = read_line(s, &mut inbuf).await?;
         if line.starts_with(b"-") && !line.starts_with(b"-NOAUTH") {
             return Err(String::from_utf8_lossy(&line).into_owned());
         }
     }
-    let (id, off) = (f.replid.lock().clone(), f.offset.load(Relaxed));
+    // our own history (as a master, or our master's as a replica): the
+    // new master continues it if it shares it (PSYNC2), else full sync
+    let (id, off) = {
+        let g = srv.persist.feed.inner.lock();
+        (g.repl.replid.clone(), g.repl.offset)
+    };
+    let failing_over = srv.failover.state() == crate::failover::State::InProgress;
+    let next = (off + 1).to_string();
     let mut psync = Vec::new();
-    if id.is_empty() {
-        feed::encode(&mut psync, &[b"PSYNC", b"?", b"-1"]);
-    } else {
-        let next = (off + 1).to_string();
-        feed::encode(&mut psync, &[b"PSYNC", id.as_bytes(), next.as_bytes()]);
+    let mut args: Vec<&[u8]> = vec![b"PSYNC", id.as_bytes(), next.as_bytes()];
+    if failing_over {
+        // tells the target to become the master first (FAILOVER)
+        args.push(b"FAILOVER");
     }
+    feed::encode(&mut psync, &args);
     s.write_all(&psync).await.map_err(|e| e.to_string())?;
-    let line = read_line(&mut s, &mut inbuf).await?;
+    let line = read_line(s, &mut inbuf).await?;
     let text = String::from_utf8_lossy(&line).into_owned();
     if let Some(rest) = text.strip_prefix("+FULLRESYNC ") {
         let mut w = rest.split_whitespace();
         let (Some(id), Some(off)) = (w.next(), w.next().and_then(|o| o.parse::<u64>().ok())) else {
             return Err(format!("bad reply to PSYNC: {text}"));
         };
+        srv.failover.link_established(srv);
         f.sync_in_progress.store(true, Relaxed);
-        let rdb = read_rdb(&mut s, &mut inbuf).await?;
+        let rdb = read_rdb(s, &mut inbuf).await?;
         let s2 = srv.clone();
         let keys = tokio::task::spawn_blocking(move || load_from_master(&s2, &rdb))
             .await
             .map_err(|e| e.to_string())??;
-        *f.replid.lock() = id.to_string();
-        f.offset.store(off, Relaxed);
+        {
+            let feed = &srv.persist.feed;
+            let mut g = feed.inner.lock();
+            g.repl.replid = id.to_string();
+            g.repl.replid2 = "0".repeat(40);
+            g.repl.second_offset = -1;
+            g.repl.offset = off;
+            g.repl.backlog.clear();
+            g.repl.active = true;
+            g.repl.disconnect_replicas();
+        }
         f.sync_in_progress.store(false, Relaxed);
         tracing::info!(keys, offset = off, "full sync from master loaded");
+        if srv.persist.feed.inner.lock().aof.is_some() {
+            // the AOF holds the old data: start it again from the new
+            let _ = crate::persist::bgrewriteaof(srv);
+        }
     } else if text.starts_with("+CONTINUE") {
-        if let Some(id) = text.split_whitespace().nth(1) {
-            *f.replid.lock() = id.to_string();
+        srv.failover.link_established(srv);
+        let mut g = srv.persist.feed.inner.lock();
+        if let Some(new) = text.split_whitespace().nth(1)
+            && new != g.repl.replid
+        {
+            // the master's history changed name (it was promoted): ours
+            // follows, and our replicas reconnect to learn it
+            g.repl.shift_replid(new.to_string());
+            g.repl.disconnect_replicas();
         }
         tracing::info!(offset = off, "partial resync from master");
     } else {
+        if failing_over {
+            srv.failover
+                .abort(srv, "Failover target rejected psync request");
+        }
         return Err(format!("master refused PSYNC: {text}"));
     }
     f.link_up.store(true, Relaxed);
     f.last_io_ms.store(crate::util::now_ms(), Relaxed);
-    apply_stream(srv, &mut s, inbuf, generation).await
+    apply_stream(srv, s, inbuf, generation).await
 }
 
 /// A status or error line.
@@ -509,6 +747,7 @@ fn load_from_master(srv: &Server, rdb: &[u8]) -> Result<u64, String> {
         }
     }
     // the whole file checked out: now drop the old data and take the new
+    let _batch = srv.db.batch.lock();
     for s in srv.db.slots.iter() {
         s.lock().clear();
     }
@@ -522,8 +761,8 @@ fn load_from_master(srv: &Server, rdb: &[u8]) -> Result<u64, String> {
     Ok(n)
 }
 
-/// Applies the master's commands; answers `REPLCONF GETACK` and
-/// acknowledges the offset every second.
+/// Applies the master's commands and passes them on, verbatim, to our own
+/// stream; answers `REPLCONF GETACK` and acknowledges every second.
 async fn apply_stream(
     srv: &Arc<Server>,
     s: &mut TcpStream,
@@ -531,6 +770,7 @@ async fn apply_stream(
     generation: u64,
 ) -> Result<(), String> {
     let f = &srv.follow;
+    let feed = &srv.persist.feed;
     let mut conn = crate::cmd::ConnState::new(crate::server::ClientHandle::internal(0), true);
     conn.from_master = true;
     let mut out = BytesMut::new();
@@ -540,41 +780,53 @@ async fn apply_stream(
         authenticated: true,
     };
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let offset = || feed.inner.lock().repl.offset;
     let ack = |off: u64| {
         let mut b = Vec::new();
         feed::encode(&mut b, &[b"REPLCONF", b"ACK", off.to_string().as_bytes()]);
         b
     };
+    // Bytes applied but not yet counted: a transaction counts at its EXEC
+    // (a snapshot between MULTI and EXEC must not record an offset past
+    // commands it does not hold).
+    let mut held: Vec<u8> = Vec::new();
     // the first ACK tells the master the snapshot is loaded
-    s.write_all(&ack(f.offset.load(Relaxed)))
+    s.write_all(&ack(offset()))
         .await
         .map_err(|e| e.to_string())?;
     loop {
         if f.generation.load(Relaxed) != generation {
             return Ok(());
         }
-        let mut reply = None;
-        while let Ok(Some(n)) = parser.parse(&inbuf, &limits) {
-            let args: Vec<&[u8]> = (0..parser.args.len())
-                .map(|i| parser.arg(&inbuf, i))
-                .collect();
-            let getack = args.len() >= 2
-                && args[0].eq_ignore_ascii_case(b"replconf")
-                && args[1].eq_ignore_ascii_case(b"getack");
-            if !args.is_empty() && !getack {
-                out.clear();
-                conn.now_ms = crate::util::now_ms();
-                crate::cmd::dispatch(srv, &mut conn, &mut out, &args);
+        let mut reply = false;
+        {
+            let _batch = srv.db.batch.lock();
+            while let Ok(Some(n)) = parser.parse(&inbuf, &limits) {
+                let args: Vec<&[u8]> = (0..parser.args.len())
+                    .map(|i| parser.arg(&inbuf, i))
+                    .collect();
+                let getack = args.len() >= 2
+                    && args[0].eq_ignore_ascii_case(b"replconf")
+                    && args[1].eq_ignore_ascii_case(b"getack");
+                if !args.is_empty() && !getack {
+                    out.clear();
+                    conn.now_ms = crate::util::now_ms();
+                    crate::cmd::dispatch(srv, &mut conn, &mut out, &args);
+                }
+                held.extend_from_slice(&inbuf[..n]);
+                if conn.multi.is_none() {
+                    feed.inner.lock().repl.push(&held);
+                    held.clear();
+                }
+                reply |= getack;
+                let _ = inbuf.split_to(n);
             }
-            f.offset.fetch_add(n as u64, Relaxed);
-            if getack {
-                reply = Some(ack(f.offset.load(Relaxed)));
-            }
-            let _ = inbuf.split_to(n);
         }
-        srv.persist.feed.flush();
-        if let Some(r) = reply {
-            s.write_all(&r).await.map_err(|e| e.to_string())?;
+        feed.flush();
+        if reply {
+            s.write_all(&ack(offset()))
+                .await
+                .map_err(|e| e.to_string())?;
         }
         tokio::select! {
             r = read_more(s, &mut inbuf) => {
@@ -587,7 +839,7 @@ async fn apply_stream(
                 if silent > 60_000 {
                     return Err("no data from the master for 60 s".into());
                 }
-                s.write_all(&ack(f.offset.load(Relaxed))).await.map_err(|e| e.to_string())?;
+                s.write_all(&ack(offset())).await.map_err(|e| e.to_string())?;
             }
         }
     }

@@ -41,7 +41,15 @@ pub struct ClientHandle {
     pub pending: AtomicUsize,
     /// When the soft limit was first exceeded (ms), 0 if under it.
     pub soft_since: AtomicU64,
+    /// `KIND_NORMAL`, or a replication link (CLIENT LIST flags, KILL TYPE).
+    pub kind: AtomicU8,
 }
+
+pub const KIND_NORMAL: u8 = 0;
+/// A replica's link to us (flag `S`).
+pub const KIND_REPLICA: u8 = 1;
+/// Our link to our master (flag `M`).
+pub const KIND_MASTER: u8 = 2;
 
 impl ClientHandle {
     /// A client of the server's own (AOF loading, the master link): no
@@ -76,6 +84,7 @@ impl ClientHandle {
             push,
             pending: 0.into(),
             soft_since: 0.into(),
+            kind: KIND_NORMAL.into(),
         })
     }
 
@@ -177,8 +186,13 @@ pub struct Server {
     pub threads: usize,
     pub lastsave: AtomicU64,
     pub persist: crate::persist::Persist,
-    /// This master's replication history id (`master_replid`).
-    pub replid: String,
+    pub repl_policy: crate::repl::Policy,
+    pub pause: crate::pause::Pause,
+    pub failover: crate::failover::Failover,
+    /// SHUTDOWN asks the listener to stop; `shutdown_saved` says it already
+    /// saved (or was told not to), so the exit path does not save again.
+    pub shutdown: Notify,
+    pub shutdown_saved: AtomicBool,
     /// The master this server replicates, when it is a replica.
     pub follow: crate::repl::Follow,
     /// This server, for work that outlives a command (BGSAVE's thread).
@@ -200,11 +214,19 @@ impl Server {
         let run_id = (0..40)
             .map(|_| char::from_digit(fastrand::u32(..16), 16).expect("hex digit"))
             .collect();
-        let replid = (0..40)
-            .map(|_| char::from_digit(fastrand::u32(..16), 16).expect("hex digit"))
-            .collect();
+        let persist = crate::persist::Persist::default();
+        persist
+            .feed
+            .inner
+            .lock()
+            .repl
+            .set_limit(cfg.repl_backlog_size as usize);
         Arc::new_cyclic(|me| Server {
-            replid,
+            repl_policy: crate::repl::Policy::new(cfg),
+            pause: Default::default(),
+            failover: Default::default(),
+            shutdown: Notify::new(),
+            shutdown_saved: AtomicBool::new(false),
             follow: Default::default(),
             me: me.clone(),
             db: Db::new(),
@@ -235,7 +257,7 @@ impl Server {
             bind: cfg.bind.clone(),
             threads: cfg.threads,
             lastsave: AtomicU64::new(crate::util::now_ms() / 1000),
-            persist: Default::default(),
+            persist,
         })
     }
 

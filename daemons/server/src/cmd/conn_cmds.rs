@@ -156,6 +156,30 @@ fn valid_name(n: &[u8]) -> CmdResult {
     Ok(())
 }
 
+/// A client's class for `TYPE` filters (`slave` is `replica`).
+fn client_type(c: &ClientHandle) -> &'static [u8] {
+    match c.kind.load(Relaxed) {
+        crate::server::KIND_REPLICA => b"replica",
+        crate::server::KIND_MASTER => b"master",
+        _ if c.subs.load(Relaxed) + c.psubs.load(Relaxed) > 0 => b"pubsub",
+        _ => b"normal",
+    }
+}
+
+/// Parses a `TYPE` filter's value.
+fn parse_type(v: &[u8]) -> Result<&'static [u8], CmdError> {
+    match &v.to_ascii_lowercase()[..] {
+        b"normal" => Ok(b"normal"),
+        b"master" => Ok(b"master"),
+        b"replica" | b"slave" => Ok(b"replica"),
+        b"pubsub" => Ok(b"pubsub"),
+        _ => Err(err(format!(
+            "ERR Unknown client type '{}'",
+            String::from_utf8_lossy(v)
+        ))),
+    }
+}
+
 /// One `CLIENT LIST` line in Redis 7.0's field order.
 pub fn client_line(c: &ClientHandle) -> String {
     let now = crate::util::now_ms();
@@ -168,7 +192,12 @@ pub fn client_line(c: &ClientHandle) -> String {
     let ver = c.lib_ver.lock().clone().unwrap_or_default();
     let subs = c.subs.load(Relaxed);
     let psubs = c.psubs.load(Relaxed);
-    let flags = if subs + psubs > 0 {
+    let kind = c.kind.load(Relaxed);
+    let flags = if kind == crate::server::KIND_REPLICA {
+        "S"
+    } else if kind == crate::server::KIND_MASTER {
+        "M"
+    } else if subs + psubs > 0 {
         "P"
     } else if c.multi.load(Relaxed) >= 0 {
         "x"
@@ -200,8 +229,8 @@ fn unknown_sub(cmd: &str, sub: &[u8]) -> CmdError {
         cmd,
         sub,
         &[
-            "id", "setname", "getname", "setinfo", "list", "info", "kill", "no-evict", "no-touch",
-            "help",
+            "id", "setname", "getname", "setinfo", "list", "info", "kill", "pause", "unpause",
+            "no-evict", "no-touch", "help",
         ],
     )
 }
@@ -244,7 +273,7 @@ pub fn client(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         ctx.ok();
     } else if is(sub, "list") {
         let mut ids: Option<Vec<u64>> = None;
-        let mut typ: Option<Vec<u8>> = None;
+        let mut typ: Option<&[u8]> = None;
         let mut i = 2;
         while i < n {
             if is(a[i], "id") && i + 1 < n {
@@ -259,17 +288,7 @@ pub fn client(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                 ids = Some(v);
                 i = n;
             } else if is(a[i], "type") && i + 1 < n {
-                let t = a[i + 1].to_ascii_lowercase();
-                if !matches!(
-                    &t[..],
-                    b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
-                ) {
-                    return Err(err(format!(
-                        "ERR Unknown client type '{}'",
-                        String::from_utf8_lossy(a[i + 1])
-                    )));
-                }
-                typ = Some(t);
+                typ = Some(parse_type(a[i + 1])?);
                 i += 2;
             } else {
                 return Err(SYNTAX);
@@ -279,12 +298,7 @@ pub fn client(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         let mut clients: Vec<_> = clients
             .into_iter()
             .filter(|c| ids.as_ref().is_none_or(|v| v.contains(&c.id)))
-            .filter(|c| match typ.as_deref() {
-                None => true,
-                Some(b"pubsub") => c.subs.load(Relaxed) + c.psubs.load(Relaxed) > 0,
-                Some(b"normal") => c.subs.load(Relaxed) + c.psubs.load(Relaxed) == 0,
-                _ => false,
-            })
+            .filter(|c| typ.is_none_or(|t| client_type(c) == t))
             .collect();
         clients.sort_by_key(|c| c.id);
         let mut s = String::new();
@@ -299,6 +313,23 @@ pub fn client(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         ctx.verbatim(s.as_bytes());
     } else if is(sub, "kill") && n >= 3 {
         client_kill(ctx, a)?;
+    } else if is(sub, "pause") && (n == 3 || n == 4) {
+        let ms = crate::util::parse_i64(a[2])
+            .ok_or_else(|| err("ERR timeout is not an integer or out of range"))?;
+        if ms < 0 {
+            return Err(err("ERR timeout is negative"));
+        }
+        let all = match a.get(3) {
+            None => true,
+            Some(m) if is(m, "all") => true,
+            Some(m) if is(m, "write") => false,
+            Some(_) => return Err(err("ERR CLIENT PAUSE mode must be WRITE or ALL")),
+        };
+        ctx.srv.pause.client_pause(ms as u64, all);
+        ctx.ok();
+    } else if is(sub, "unpause") && n == 2 {
+        ctx.srv.pause.client_unpause();
+        ctx.ok();
     } else if (is(sub, "no-evict") || is(sub, "no-touch")) && n == 3 {
         if !is(a[2], "on") && !is(a[2], "off") {
             return Err(SYNTAX);
@@ -311,7 +342,9 @@ pub fn client(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "ID",
             "INFO",
             "KILL <ip:port> | <option> <value> [<option> <value> [...]]",
-            "LIST [TYPE normal|pubsub] [ID <id> ...]",
+            "LIST [TYPE normal|master|replica|pubsub] [ID <id> ...]",
+            "PAUSE <timeout> [WRITE|ALL]",
+            "UNPAUSE",
             "SETNAME <name>",
             "SETINFO <LIB-NAME|LIB-VER> <value>",
             "HELP",
@@ -339,6 +372,7 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         return Ok(());
     }
     let (mut id, mut addr, mut laddr, mut skipme) = (None, None, None, true);
+    let (mut typ, mut maxage) = (None, None);
     let mut i = 2;
     while i + 1 < a.len() {
         let v = a[i + 1];
@@ -361,8 +395,18 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             } else {
                 return Err(SYNTAX);
             };
-        } else if is(a[i], "type") || is(a[i], "user") || is(a[i], "maxage") {
-            // accepted filters that match nothing special here
+        } else if is(a[i], "type") {
+            typ = Some(parse_type(v)?);
+        } else if is(a[i], "maxage") {
+            maxage = Some(crate::util::parse_i64(v).ok_or(NOT_INT)?.max(0) as u64);
+        } else if is(a[i], "user") {
+            // one user exists
+            if !is(v, "default") {
+                return Err(err(format!(
+                    "ERR No such user '{}'",
+                    String::from_utf8_lossy(v)
+                )));
+            }
         } else {
             return Err(SYNTAX);
         }
@@ -376,6 +420,8 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         if id.is_some_and(|x| x != c.id)
             || addr.as_ref().is_some_and(|x| *x != c.addr)
             || laddr.as_ref().is_some_and(|x| *x != c.laddr)
+            || typ.is_some_and(|t| client_type(&c) != t)
+            || maxage.is_some_and(|m| c.created.elapsed().as_secs() < m)
             || (skipme && c.id == me)
         {
             continue;
@@ -387,7 +433,6 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         n += 1;
     }
     ctx.int(n);
-    let _ = NOT_INT;
     Ok(())
 }
 

@@ -463,6 +463,8 @@ pub fn handler(name: &str) -> Option<Handler> {
         "role" => s::role,
         "replicaof" | "slaveof" => s::replicaof,
         "wait" => s::wait,
+        "failover" => s::failover,
+        "shutdown" => s::shutdown,
         "slots" => s::slots,
         "multi" => multi::multi,
         "exec" => multi::exec_placeholder,
@@ -579,15 +581,22 @@ pub fn dispatch(srv: &Server, conn: &mut ConnState, out: &mut BytesMut, args: &[
             )),
         );
     }
-    if spec.has(flag::WRITE) && !conn.from_master && srv.follow.is_replica() {
-        if conn.multi.is_some() {
-            conn.multi_err = true;
+    if spec.has(flag::WRITE) && !conn.from_master {
+        let refused = if srv.follow.is_replica() {
+            srv.repl_policy
+                .read_only
+                .load(Relaxed)
+                .then_some("READONLY You can't write against a read only replica.")
+        } else {
+            (!srv.repl_policy.enough_replicas())
+                .then_some("NOREPLICAS Not enough good replicas to write.")
+        };
+        if let Some(e) = refused {
+            if conn.multi.is_some() {
+                conn.multi_err = true;
+            }
+            return reply_err(srv, out, &err(e));
         }
-        return reply_err(
-            srv,
-            out,
-            &err("READONLY You can't write against a read only replica."),
-        );
     }
     if spec.name == "exec" {
         return multi::exec(srv, conn, out);

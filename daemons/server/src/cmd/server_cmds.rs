@@ -195,8 +195,17 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("list-max-listpack-size", "-2".into()),
         ("busy-reply-threshold", "5000".into()),
         ("lua-time-limit", "5000".into()),
-        ("replica-read-only", "yes".into()),
-        ("replica-priority", "100".into()),
+        (
+            "replica-read-only",
+            if rt.replica_read_only { "yes" } else { "no" }.into(),
+        ),
+        ("replica-priority", rt.replica_priority.to_string()),
+        ("repl-backlog-size", rt.repl_backlog_size.to_string()),
+        (
+            "min-replicas-to-write",
+            rt.min_replicas_to_write.to_string(),
+        ),
+        ("min-replicas-max-lag", rt.min_replicas_max_lag.to_string()),
         ("loglevel", "notice".into()),
     ]
 }
@@ -224,6 +233,15 @@ fn parse_size(v: &[u8]) -> Option<u64> {
     .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n.to_string(), *m)))
     .unwrap_or((s.clone(), 1));
     num.parse::<u64>().ok()?.checked_mul(mul)
+}
+
+/// Redis's range for its non-negative int settings.
+fn int_range(n: i64) -> Result<u64, String> {
+    if (0..=i32::MAX as i64).contains(&n) {
+        Ok(n as u64)
+    } else {
+        Err("argument must be between 0 and 2147483647 inclusive".into())
+    }
 }
 
 fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
@@ -326,6 +344,43 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             }
         }
         "aof-load-truncated" => rt.aof_load_truncated = yes_no(v)?,
+        "replica-read-only" | "slave-read-only" => {
+            rt.replica_read_only = yes_no(v)?;
+            srv.repl_policy
+                .read_only
+                .store(rt.replica_read_only, Relaxed);
+        }
+        "replica-priority" | "slave-priority" => {
+            rt.replica_priority = int_range(num()?)?;
+            srv.repl_policy.priority.store(rt.replica_priority, Relaxed);
+        }
+        "repl-backlog-size" => {
+            rt.repl_backlog_size = parse_size(v).ok_or("argument must be a memory value")?;
+            srv.persist
+                .feed
+                .inner
+                .lock()
+                .repl
+                .set_limit(rt.repl_backlog_size as usize);
+        }
+        "min-replicas-to-write" | "min-slaves-to-write" => {
+            rt.min_replicas_to_write = int_range(num()?)?;
+            srv.repl_policy
+                .min_to_write
+                .store(rt.min_replicas_to_write, Relaxed);
+            drop(rt);
+            crate::repl::refresh_good(srv);
+            return Ok(());
+        }
+        "min-replicas-max-lag" | "min-slaves-max-lag" => {
+            rt.min_replicas_max_lag = int_range(num()?)?;
+            srv.repl_policy
+                .max_lag
+                .store(rt.min_replicas_max_lag, Relaxed);
+            drop(rt);
+            crate::repl::refresh_good(srv);
+            return Ok(());
+        }
         "appendonly" => {
             let on = yes_no(v)?;
             if on != rt.appendonly {
@@ -350,8 +405,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         | "set-max-intset-entries"
         | "zset-max-listpack-entries"
         | "zset-max-listpack-value"
-        | "list-max-listpack-size"
-        | "replica-priority" => {
+        | "list-max-listpack-size" => {
             // accepted for client compatibility; these knobs do not change kvfleet's behaviour yet
         }
         _ => return Err(String::new()),
@@ -647,18 +701,29 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         if let Some((host, port)) = &following {
             let up = f.link_up.load(Relaxed);
             let io = util::now_ms().saturating_sub(f.last_io_ms.load(Relaxed)) / 1000;
+            let p = &srv.repl_policy;
             let _ = write!(
                 o,
-                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{off}\r\nslave_repl_offset:{off}\r\nslave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\n",
+                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{off}\r\nslave_repl_offset:{off}\r\nslave_priority:{}\r\nslave_read_only:{}\r\nreplica_announced:1\r\n",
                 if up { "up" } else { "down" },
                 if up { io as i64 } else { -1 },
                 f.sync_in_progress.load(Relaxed) as u8,
-                off = f.offset.load(Relaxed),
+                p.priority.load(Relaxed),
+                p.read_only.load(Relaxed) as u8,
+                off = r.offset,
             );
         } else {
             let _ = write!(o, "role:master\r\n");
         }
         let _ = write!(o, "connected_slaves:{}\r\n", r.replicas.len());
+        let min = srv.repl_policy.min_to_write.load(Relaxed);
+        if min > 0 {
+            let _ = write!(
+                o,
+                "min_slaves_good_slaves:{}\r\n",
+                srv.repl_policy.good.load(Relaxed)
+            );
+        }
         let now = util::now_ms();
         for (i, (_, info)) in r.replicas.iter().enumerate() {
             let ack_ms = info.ack_ms.load(Relaxed);
@@ -669,27 +734,27 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
             };
             let _ = write!(
                 o,
-                "slave{i}:ip={},port={},state=online,offset={},lag={lag}\r\n",
+                "slave{i}:ip={},port={},state={},offset={},lag={lag}\r\n",
                 info.ip,
                 info.port.load(Relaxed),
+                if info.online.load(Relaxed) {
+                    "online"
+                } else {
+                    "wait_bgsave"
+                },
                 info.ack.load(Relaxed)
             );
         }
         let _ = write!(
             o,
-            "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
-            if following.is_some() {
-                f.replid.lock().clone()
-            } else {
-                srv.replid.clone()
-            },
-            if following.is_some() {
-                f.offset.load(Relaxed)
-            } else {
-                r.offset
-            },
+            "master_failover_state:{}\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+            srv.failover.state().name(),
+            r.replid,
+            r.replid2,
+            r.offset,
+            r.second_offset,
             r.active as u8,
-            crate::repl::BACKLOG_SIZE,
+            r.limit,
             if r.active { r.first_byte() } else { 0 },
             r.backlog.len()
         );
@@ -909,11 +974,33 @@ pub fn psync(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if ctx.conn.in_exec || ctx.conn.multi.is_some() {
         return Err(err("ERR Replica can't interact with the keyspace"));
     }
-    let (replid, offset) = if a.len() == 3 {
+    let (replid, offset) = if a.len() >= 3 {
         (a[1].to_vec(), util::parse_i64(a[2]).unwrap_or(-1))
     } else {
         (b"?".to_vec(), -1)
     };
+    let srv = ctx.srv;
+    if a.len() > 3 {
+        if !is(a[3], "failover") {
+            return Err(SYNTAX);
+        }
+        // FAILOVER's last step: our master hands over to us, if we hold
+        // its history
+        let mine = srv.persist.feed.inner.lock().repl.replid.as_bytes() == &replid[..];
+        if !mine {
+            return Err(err("ERR PSYNC FAILOVER replid must match my replid."));
+        }
+        tracing::info!("failover request received: promoting");
+        crate::repl::replicaof(srv, None);
+    }
+    if srv.failover.state() != crate::failover::State::None {
+        return Err(err("NOMASTERLINK Can't SYNC while failing over"));
+    }
+    if srv.follow.is_replica() && !srv.follow.link_up.load(Relaxed) {
+        return Err(err(
+            "NOMASTERLINK Can't SYNC while not connected with my master",
+        ));
+    }
     ctx.conn.handoff = Some(crate::repl::Psync {
         replid,
         offset,
@@ -951,8 +1038,87 @@ pub fn wait(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
+/// # Format
+/// `FAILOVER [TO host port [FORCE]] [ABORT] [TIMEOUT ms]`: a planned
+/// switchover to a caught-up replica (see `crate::failover`); replies at
+/// once, the switch happens in the background (`INFO replication`'s
+/// `master_failover_state`).
+pub fn failover(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    let mut req = crate::failover::Request::default();
+    let mut j = 1;
+    while j < a.len() {
+        if is(a[j], "to") && j + 2 < a.len() && req.target.is_none() {
+            let port = int_arg(a[j + 2])?;
+            req.target = Some((String::from_utf8_lossy(a[j + 1]).into_owned(), port));
+            j += 3;
+        } else if is(a[j], "timeout") && j + 1 < a.len() && req.timeout_ms.is_none() {
+            let ms = int_arg(a[j + 1])?;
+            if ms <= 0 {
+                return Err(err("ERR FAILOVER timeout must be greater than 0"));
+            }
+            req.timeout_ms = Some(ms as u64);
+            j += 2;
+        } else if is(a[j], "force") && !req.force {
+            req.force = true;
+            j += 1;
+        } else if is(a[j], "abort") && !req.abort {
+            req.abort = true;
+            j += 1;
+        } else {
+            return Err(SYNTAX);
+        }
+    }
+    ctx.srv.failover.start(ctx.srv, req).map_err(err)?;
+    ctx.ok();
+    Ok(())
+}
+
+/// # Format
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`: saves (with save points
+/// configured, or SAVE) and exits, as SIGTERM does. A failed save keeps
+/// the server running unless FORCE.
+pub fn shutdown(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    let (mut save, mut nosave, mut force, mut abort) = (false, false, false, false);
+    for o in &a[1..] {
+        if is(o, "save") {
+            save = true;
+        } else if is(o, "nosave") {
+            nosave = true;
+        } else if is(o, "force") {
+            force = true;
+        } else if is(o, "abort") {
+            abort = true;
+        } else if !is(o, "now") {
+            return Err(SYNTAX);
+        }
+    }
+    if (save && nosave) || (abort && a.len() > 2) {
+        return Err(SYNTAX);
+    }
+    if abort {
+        return Err(err("ERR No shutdown in progress."));
+    }
+    let srv = ctx.srv;
+    let wants_save = save || (!nosave && !srv.rt.read().save.trim().is_empty());
+    if wants_save && let Err(e) = crate::persist::save(srv) {
+        tracing::warn!(error = %e, "error trying to save the DB on SHUTDOWN");
+        if !force {
+            return Err(err("ERR Errors trying to SHUTDOWN. Check logs."));
+        }
+    }
+    tracing::info!("user requested shutdown");
+    srv.shutdown_saved.store(true, Relaxed);
+    srv.shutdown.notify_one();
+    // as Redis: no reply, the connection just closes
+    ctx.conn.close = true;
+    Ok(())
+}
+
 /// `REPLICAOF host port` / `REPLICAOF NO ONE` (also `SLAVEOF`).
 pub fn replicaof(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    if ctx.srv.failover.state() != crate::failover::State::None {
+        return Err(err("ERR REPLICAOF not allowed while failing over."));
+    }
     if is(a[1], "no") && is(a[2], "one") {
         if ctx.srv.follow.is_replica() {
             crate::repl::replicaof(ctx.srv, None);
@@ -991,7 +1157,7 @@ pub fn role(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
         ctx.bulk(host.as_bytes());
         ctx.int(port as i64);
         ctx.bulk(state);
-        ctx.int(f.offset.load(Relaxed) as i64);
+        ctx.int(ctx.srv.persist.feed.inner.lock().repl.offset as i64);
         return Ok(());
     }
     let (offset, replicas) = {

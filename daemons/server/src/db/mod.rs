@@ -248,6 +248,10 @@ impl std::ops::Deref for SlotLock {
 /// The whole keyspace.
 pub struct Db {
     pub slots: Box<[SlotLock]>,
+    /// Held by the master link while it applies commands and advances the
+    /// replication offset, and by a snapshot's start: a snapshot's data and
+    /// the offset it records always match.
+    pub batch: parking_lot::Mutex<()>,
 }
 
 impl Default for Db {
@@ -260,6 +264,7 @@ impl Db {
     pub fn new() -> Self {
         Db {
             slots: (0..NUM_SLOTS).map(|_| SlotLock::default()).collect(),
+            batch: Default::default(),
         }
     }
 

@@ -42,7 +42,7 @@ impl Feed {
 
     /// Whether commands must be appended: an AOF is open or replication is on.
     pub fn update_active(&self, g: &Inner) {
-        let on = g.aof.is_some() || g.repl.active;
+        let on = g.aof.is_some() || (g.repl.active && !g.repl.mirror);
         self.active.store(on, Relaxed);
         crate::db::set_log_expired(on);
     }
@@ -62,7 +62,8 @@ impl Feed {
             g.buf.extend_from_slice(cmds);
             self.pending.store(true, Relaxed);
         }
-        if g.repl.active {
+        // a replica's stream is its master's, passed on by the link
+        if g.repl.active && !g.repl.mirror {
             g.repl.push(cmds);
         }
         g.repl.offset

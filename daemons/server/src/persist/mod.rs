@@ -75,15 +75,31 @@ pub fn rdb_path(srv: &Server) -> PathBuf {
 }
 
 /// The aux fields Redis 7.0 writes (tools read `redis-ver` and `ctime`).
-pub(crate) fn aux_fields(srv: &Server) -> Vec<(&'static str, String)> {
-    vec![
+/// `repl`: the replication id and offset the data corresponds to (taken at
+/// the snapshot's instant), so a restarted replica can continue with
+/// PSYNC instead of a full sync.
+pub(crate) fn aux_fields(srv: &Server, repl: Option<(&str, u64)>) -> Vec<(&'static str, String)> {
+    let mut v = vec![
         ("redis-ver", crate::REDIS_VERSION.to_string()),
         ("redis-bits", "64".into()),
         ("ctime", (now_ms() / 1000).to_string()),
         ("used-mem", crate::alloc::allocated().to_string()),
-        ("aof-base", "0".into()),
-        ("kvfleet-run-id", srv.run_id.clone()),
-    ]
+    ];
+    if let Some((id, off)) = repl {
+        v.push(("repl-stream-db", "0".into()));
+        v.push(("repl-id", id.to_string()));
+        v.push(("repl-offset", off.to_string()));
+    }
+    v.push(("aof-base", "0".into()));
+    v.push(("kvfleet-run-id", srv.run_id.clone()));
+    v
+}
+
+/// The replication position to record in an RDB taken now (called at the
+/// snapshot's instant): a replica's, or a master's once it has a backlog.
+fn repl_position(srv: &Server) -> Option<(String, u64)> {
+    let g = srv.persist.feed.inner.lock();
+    (g.repl.active || g.repl.mirror).then(|| (g.repl.replid.clone(), g.repl.offset))
 }
 
 /// Takes a snapshot and writes it to `dir/dbfilename` (through a temporary
@@ -93,7 +109,8 @@ pub fn save(srv: &Server) -> Result<(), String> {
     let path = rdb_path(srv);
     let tmp = path.with_file_name(format!("temp-{}.rdb", std::process::id()));
     let dirty = srv.stats.dirty.load(Relaxed);
-    let st = snapshot::start(&srv.db);
+    let mut repl = None;
+    let st = snapshot::start_with(&srv.db, || repl = repl_position(srv));
     srv.persist
         .latest_fork_usec
         .store(st.pause.as_micros() as u64, Relaxed);
@@ -101,7 +118,8 @@ pub fn save(srv: &Server) -> Result<(), String> {
     let result = (|| {
         let f = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
         let w = BufWriter::with_capacity(1 << 20, AutoSync { f, unsynced: 0 });
-        let w = snapshot::write(&srv.db, &st, &aux_fields(srv), w)
+        let aux = aux_fields(srv, repl.as_ref().map(|(id, off)| (id.as_str(), *off)));
+        let w = snapshot::write(&srv.db, &st, &aux, w)
             .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
         let f = w.into_inner().map_err(|e| e.to_string())?.f;
         f.sync_all().map_err(|e| e.to_string())?;
@@ -264,15 +282,25 @@ pub fn bgrewriteaof(srv: &Server) -> Result<(), &'static str> {
     )
 }
 
+/// What [`load`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub keys: u64,
+    pub expired: u64,
+    /// `repl-id`/`repl-offset`: the replication position the data is at.
+    pub repl: Option<(String, u64)>,
+}
+
 /// Loads `path` into an empty keyspace. Any error — bad magic, unknown
 /// version, corruption, checksum mismatch, a type we cannot hold — fails
 /// the whole load: the server must not start on half a file.
-pub fn load(db: &Db, path: &std::path::Path) -> Result<(u64, u64), String> {
+pub fn load(db: &Db, path: &std::path::Path) -> Result<Loaded, String> {
     let f = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
     let mut l = Loader::new(BufReader::with_capacity(1 << 20, f))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let now = now_ms();
     let (mut loaded, mut expired) = (0u64, 0u64);
+    let (mut repl_id, mut repl_offset) = (None, None);
     loop {
         let item = l.next_item().map_err(|e| {
             format!(
@@ -293,9 +321,19 @@ pub fn load(db: &Db, path: &std::path::Path) -> Result<(u64, u64), String> {
                     path.display()
                 ));
             }
-            Some(Item::Aux(..)) => {}
+            Some(Item::Aux(k, v)) => match &k[..] {
+                b"repl-id" => repl_id = String::from_utf8(v).ok().filter(|id| id.len() == 40),
+                b"repl-offset" => {
+                    repl_offset = std::str::from_utf8(&v).ok().and_then(|o| o.parse().ok())
+                }
+                _ => {}
+            },
             Some(Item::Eof) | None => break,
         }
     }
-    Ok((loaded, expired))
+    Ok(Loaded {
+        keys: loaded,
+        expired,
+        repl: repl_id.zip(repl_offset),
+    })
 }

@@ -32,6 +32,7 @@ pub fn start(db: &Db) -> Started {
 pub fn start_with(db: &Db, at_instant: impl FnOnce()) -> Started {
     let mut at_instant = Some(at_instant);
     let t = Instant::now();
+    let _batch = db.batch.lock();
     'retry: loop {
         let mut guards = Vec::with_capacity(db.slots.len());
         for s in db.slots.iter() {
