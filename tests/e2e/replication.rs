@@ -281,6 +281,30 @@ fn chained_replicas_share_the_masters_history_and_survive_a_promotion_without_fu
         );
     }
     let old_id = m.info_field("replication", "master_replid");
+    // PUBLISH travels down the chain to subscribers of every replica
+    let mut subs: Vec<RawClient> = [&b, &c]
+        .iter()
+        .map(|p| {
+            let mut s = p.client();
+            s.call(&["SUBSCRIBE", "news"]);
+            s
+        })
+        .collect();
+    m.call(&["PUBLISH", "news", "hello"]);
+    for s in &mut subs {
+        let msg = s.read_reply().expect("a message");
+        assert_eq!(
+            kvfleet_resp::parse_frame(&bytes::Bytes::from(msg))
+                .unwrap()
+                .unwrap()
+                .0,
+            Frame::Array(vec![
+                kvfleet_harness::bulk("message"),
+                kvfleet_harness::bulk("news"),
+                kvfleet_harness::bulk("hello")
+            ])
+        );
+    }
 
     // the master dies; its replica is promoted; the chain continues from it
     // with partial resyncs, no snapshot

@@ -237,6 +237,11 @@ pub fn publish_to(srv: &Server, ch: &[u8], msg: &[u8]) -> usize {
 
 pub fn publish(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let n = publish_to(ctx.srv, a[1], a[2]);
+    let mut cmd = Vec::new();
+    if ctx.srv.persist.feed.active() {
+        crate::persist::feed::encode(&mut cmd, a);
+        ctx.srv.persist.feed.append_repl(&cmd);
+    }
     ctx.int(n as i64);
     Ok(())
 }

@@ -69,6 +69,17 @@ impl Feed {
         g.repl.offset
     }
 
+    /// Adds commands for replicas only (PUBLISH: Redis sends it to replicas,
+    /// so their subscribers get the message, but keeps it out of the AOF).
+    pub fn append_repl(&self, cmds: &[u8]) {
+        if self.active() {
+            let mut g = self.inner.lock();
+            if g.repl.active && !g.repl.mirror {
+                g.repl.push(cmds);
+            }
+        }
+    }
+
     /// Writes what was appended to the file (and fsyncs under `always`):
     /// called before replies go out, so an acknowledged write has reached
     /// the OS (and the disk, with `always`) — Redis's `beforeSleep` flush.
