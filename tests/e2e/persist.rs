@@ -270,6 +270,9 @@ fn rdb_files_cross_between_kvfleet_and_redis_and_survive_a_restart() {
     populate(&mut r);
     let want = keyspace(&mut r);
     assert_eq!(text(&r.call(&["SAVE"])), "OK");
+    let redis_size = std::fs::metadata(dir_of(&redis).join("dump.rdb"))
+        .unwrap()
+        .len();
     let kv = kvfleet_server(&["--dir", &dir_of(&redis).display().to_string()]);
     let mut k = kv.client();
     assert_eq!(keyspace(&mut k), want, "kvfleet loading Redis's dump.rdb");
@@ -286,7 +289,22 @@ fn rdb_files_cross_between_kvfleet_and_redis_and_survive_a_restart() {
     populate(&mut k);
     let want = keyspace(&mut k);
     assert_eq!(text(&k.call(&["SAVE"])), "OK");
-    assert!(dir.path().join("dump.rdb").exists());
+    // compressible strings are stored LZF-compressed, as Redis stores them
+    // (the compact container encodings Redis uses we do not write)
+    let size = std::fs::metadata(dir.path().join("dump.rdb")).unwrap().len();
+    assert!(size < redis_size * 2, "{size} vs Redis {redis_size}");
+    let rdb_size = |k: &mut RawClient| {
+        assert_eq!(text(&k.call(&["SAVE"])), "OK");
+        std::fs::metadata(dir.path().join("dump.rdb")).unwrap().len()
+    };
+    k.call(&["SET", "compressible", &"abc".repeat(30_000)]);
+    let packed = rdb_size(&mut k);
+    assert_eq!(text(&k.call(&["CONFIG", "SET", "rdbcompression", "no"])), "OK");
+    let plain = rdb_size(&mut k);
+    assert!(plain > packed + 80_000, "{plain} uncompressed vs {packed}");
+    k.call(&["CONFIG", "SET", "rdbcompression", "yes"]);
+    let want = keyspace(&mut k);
+    rdb_size(&mut k);
     let port = kv.port;
     drop(k);
     drop(kv);

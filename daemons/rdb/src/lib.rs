@@ -1,10 +1,10 @@
 //! Redis 7.0's RDB format, version 10: what `SAVE`/`BGSAVE` files, replica
 //! full syncs and `DUMP` payloads are made of.
 //!
-//! Writing uses the plain encodings every Redis since 2.x loads (raw or
-//! integer strings; hashes, lists, sets and sorted sets as counted element
-//! sequences with binary scores), so files and payloads we write load in
-//! Redis 7.0 unchanged. Reading also takes the compact encodings Redis 7.0
+//! Writing uses the plain encodings every Redis since 2.x loads (raw,
+//! integer or LZF-compressed strings; hashes, lists, sets and sorted sets
+//! as counted element sequences with binary scores), so files and payloads
+//! we write load in Redis 7.0 unchanged. Reading also takes the compact encodings Redis 7.0
 //! writes: listpacks, intsets, quicklists of listpacks, LZF-compressed
 //! strings. Every read is bounds-checked: a corrupt or truncated input is an
 //! [`Error`], never a panic, and the checksum is verified before a loader
@@ -12,6 +12,7 @@
 
 pub mod dump;
 mod listpack;
+pub mod lzf;
 pub mod read;
 pub mod write;
 

@@ -10,11 +10,23 @@ use crate::{CRC64, RDB_VERSION, op};
 #[derive(Debug, Default)]
 pub struct Encoder {
     pub buf: Vec<u8>,
+    /// Set: strings over 20 bytes are stored LZF-compressed when that
+    /// saves at least 4 bytes (Redis's `rdbcompression yes`).
+    lzf: Option<Box<crate::lzf::Lzf>>,
+    scratch: Vec<u8>,
 }
 
 impl Encoder {
     pub fn new() -> Encoder {
         Encoder::default()
+    }
+
+    /// An encoder that compresses strings, as Redis does in its files.
+    pub fn compressing() -> Encoder {
+        Encoder {
+            lzf: Some(Box::default()),
+            ..Encoder::default()
+        }
     }
 
     /// `REDIS0010`.
@@ -95,6 +107,20 @@ impl Encoder {
             if let Ok(v) = i32::try_from(v) {
                 self.buf.push(0xC2);
                 self.buf.extend_from_slice(&v.to_le_bytes());
+                return;
+            }
+        }
+        if s.len() > 20
+            && let Some(lzf) = self.lzf.as_mut()
+        {
+            self.scratch.clear();
+            if lzf.compress(s, &mut self.scratch, s.len() - 4) {
+                self.buf.push(0xC3);
+                let c = std::mem::take(&mut self.scratch);
+                self.len(c.len() as u64);
+                self.len(s.len() as u64);
+                self.buf.extend_from_slice(&c);
+                self.scratch = c;
                 return;
             }
         }

@@ -72,6 +72,9 @@ pub struct Config {
     /// save runs when any is reached; empty disables. Default Redis's
     /// `"3600 1 300 100 60 10000"`.
     pub save: String,
+    /// Store strings over 20 bytes LZF-compressed in RDB files (and AOF
+    /// bases, and full syncs) when that makes them smaller. Default true.
+    pub rdbcompression: bool,
     /// Append-only file: every write logged (Redis 7's multi-part layout in
     /// `dir/appenddirname`); loaded at start instead of the RDB file. Default false.
     pub appendonly: bool,
@@ -126,6 +129,7 @@ impl Default for Config {
             dir: ".".into(),
             dbfilename: "dump.rdb".into(),
             save: DEFAULT_SAVE.into(),
+            rdbcompression: true,
             appendonly: false,
             appendfsync: "everysec".into(),
             appenddirname: "appendonlydir".into(),

@@ -377,7 +377,8 @@ async fn full_sync(
             tx: chunk_tx,
             buf: Vec::with_capacity(CHUNK),
         };
-        crate::persist::snapshot::write(&s.db, &st, &aux, w).and_then(|mut w| w.flush())
+        let compress = s.rt.read().rdbcompression;
+        crate::persist::snapshot::write(&s.db, &st, &aux, compress, w).and_then(|mut w| w.flush())
     });
     let (replid, at) = start_rx
         .await

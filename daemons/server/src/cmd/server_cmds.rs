@@ -166,6 +166,10 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("databases", "1".into()),
         ("save", rt.save.clone()),
         (
+            "rdbcompression",
+            if rt.rdbcompression { "yes" } else { "no" }.into(),
+        ),
+        (
             "appendonly",
             if rt.appendonly { "yes" } else { "no" }.into(),
         ),
@@ -344,6 +348,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             }
         }
         "aof-load-truncated" => rt.aof_load_truncated = yes_no(v)?,
+        "rdbcompression" => rt.rdbcompression = yes_no(v)?,
         "replica-read-only" | "slave-read-only" => {
             rt.replica_read_only = yes_no(v)?;
             srv.repl_policy

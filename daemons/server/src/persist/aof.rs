@@ -351,7 +351,8 @@ pub fn rewrite(srv: &Server) -> Result<(), String> {
     let result = (|| {
         let f = File::create(&path).map_err(|e| e.to_string())?;
         let w = std::io::BufWriter::with_capacity(1 << 20, super::AutoSync { f, unsynced: 0 });
-        let w = super::snapshot::write(&srv.db, &st, &super::aux_fields(srv, None), w)
+        let compress = srv.rt.read().rdbcompression;
+        let w = super::snapshot::write(&srv.db, &st, &super::aux_fields(srv, None), compress, w)
             .map_err(|e| e.to_string())?;
         w.into_inner()
             .map_err(|e| e.to_string())?

@@ -119,7 +119,9 @@ pub fn save(srv: &Server) -> Result<(), String> {
         let f = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
         let w = BufWriter::with_capacity(1 << 20, AutoSync { f, unsynced: 0 });
         let aux = aux_fields(srv, repl.as_ref().map(|(id, off)| (id.as_str(), *off)));
-        let w = snapshot::write(&srv.db, &st, &aux, w)
+        // (the config guard must not live through the save)
+        let compress = srv.rt.read().rdbcompression;
+        let w = snapshot::write(&srv.db, &st, &aux, compress, w)
             .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
         let f = w.into_inner().map_err(|e| e.to_string())?.f;
         f.sync_all().map_err(|e| e.to_string())?;

@@ -71,10 +71,15 @@ pub fn write<W: Write>(
     db: &Db,
     st: &Started,
     aux: &[(&str, String)],
+    compress: bool,
     out: W,
 ) -> std::io::Result<W> {
     let mut w = FileWriter::new(out);
-    let mut enc = Encoder::new();
+    let mut enc = if compress {
+        Encoder::compressing()
+    } else {
+        Encoder::new()
+    };
     enc.header();
     for (k, v) in aux {
         enc.aux(k.as_bytes(), v.as_bytes());
