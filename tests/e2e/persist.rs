@@ -287,7 +287,6 @@ fn rdb_files_cross_between_kvfleet_and_redis_and_survive_a_restart() {
     let kv = kvfleet_server(&["--dir", &d]);
     let mut k = kv.client();
     populate(&mut k);
-    let want = keyspace(&mut k);
     assert_eq!(text(&k.call(&["SAVE"])), "OK");
     // compressible strings are stored LZF-compressed, as Redis stores them
     // (the compact container encodings Redis uses we do not write)
