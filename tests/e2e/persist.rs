@@ -290,15 +290,22 @@ fn rdb_files_cross_between_kvfleet_and_redis_and_survive_a_restart() {
     assert_eq!(text(&k.call(&["SAVE"])), "OK");
     // compressible strings are stored LZF-compressed, as Redis stores them
     // (the compact container encodings Redis uses we do not write)
-    let size = std::fs::metadata(dir.path().join("dump.rdb")).unwrap().len();
+    let size = std::fs::metadata(dir.path().join("dump.rdb"))
+        .unwrap()
+        .len();
     assert!(size < redis_size * 2, "{size} vs Redis {redis_size}");
     let rdb_size = |k: &mut RawClient| {
         assert_eq!(text(&k.call(&["SAVE"])), "OK");
-        std::fs::metadata(dir.path().join("dump.rdb")).unwrap().len()
+        std::fs::metadata(dir.path().join("dump.rdb"))
+            .unwrap()
+            .len()
     };
     k.call(&["SET", "compressible", &"abc".repeat(30_000)]);
     let packed = rdb_size(&mut k);
-    assert_eq!(text(&k.call(&["CONFIG", "SET", "rdbcompression", "no"])), "OK");
+    assert_eq!(
+        text(&k.call(&["CONFIG", "SET", "rdbcompression", "no"])),
+        "OK"
+    );
     let plain = rdb_size(&mut k);
     assert!(plain > packed + 80_000, "{plain} uncompressed vs {packed}");
     k.call(&["CONFIG", "SET", "rdbcompression", "yes"]);

@@ -1,5 +1,7 @@
-//! The compact containers Redis 7.0 writes inside RDB strings: listpacks
-//! (small hashes, sorted sets, list nodes) and intsets (small integer sets).
+//! The compact containers Redis writes inside RDB strings: listpacks
+//! (7.0: small hashes, sorted sets, list nodes), intsets (small integer
+//! sets), and the older ziplists (3.2–6.2) and zipmaps (before 2.6), so
+//! files from the Redis versions Codis and twemproxy fleets run load too.
 
 use crate::{Error, Result};
 
@@ -93,6 +95,101 @@ fn int(v: i64) -> Vec<u8> {
     itoa::Buffer::new().format(v).as_bytes().to_vec()
 }
 
+/// Every element of a ziplist, integers spelled in decimal.
+pub fn ziplist(zl: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let bad = || corrupt("bad ziplist");
+    if zl.len() < 11 {
+        return Err(bad());
+    }
+    let total = u32::from_le_bytes(zl[0..4].try_into().expect("4 bytes")) as usize;
+    if total != zl.len() || zl[total - 1] != 0xFF {
+        return Err(bad());
+    }
+    let count = u16::from_le_bytes([zl[8], zl[9]]) as usize;
+    let mut out = Vec::with_capacity(count.min(zl.len()));
+    let mut p = 10;
+    loop {
+        let first = *zl.get(p).ok_or_else(bad)?;
+        if first == 0xFF {
+            break;
+        }
+        // the previous entry's length: 1 byte, or 0xFE and 4 bytes
+        p += if first < 0xFE { 1 } else { 5 };
+        let b = *zl.get(p).ok_or_else(bad)?;
+        let need = |n: usize| zl.get(p..p + n).ok_or_else(bad);
+        let le = |h: &[u8]| {
+            let mut u = 0u64;
+            for (i, x) in h.iter().enumerate() {
+                u |= (*x as u64) << (8 * i);
+            }
+            u
+        };
+        let (elem, len) = match b >> 6 {
+            0 => {
+                let n = (b & 0x3F) as usize;
+                (need(1 + n)?[1..].to_vec(), 1 + n)
+            }
+            1 => {
+                let h = need(2)?;
+                let n = ((h[0] as usize & 0x3F) << 8) | h[1] as usize;
+                (need(2 + n)?[2..].to_vec(), 2 + n)
+            }
+            2 => {
+                let h = need(5)?;
+                let n = u32::from_be_bytes(h[1..5].try_into().expect("4 bytes")) as usize;
+                (need(5 + n)?[5..].to_vec(), 5 + n)
+            }
+            _ => match b {
+                0xC0 => (int(sign_extend(le(&need(3)?[1..]), 16)), 3),
+                0xD0 => (int(sign_extend(le(&need(5)?[1..]), 32)), 5),
+                0xE0 => (int(le(&need(9)?[1..]) as i64), 9),
+                0xF0 => (int(sign_extend(le(&need(4)?[1..]), 24)), 4),
+                0xFE => (int(need(2)?[1] as i8 as i64), 2),
+                0xF1..=0xFD => (int(i64::from(b & 0x0F) - 1), 1),
+                _ => return Err(bad()),
+            },
+        };
+        p += len;
+        out.push(elem);
+    }
+    // 0xFFFF: too many to count in the header
+    if count != 0xFFFF && count != out.len() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// A zipmap's field/value pairs (hashes in files from before Redis 2.6).
+pub fn zipmap(zm: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let bad = || corrupt("bad zipmap");
+    let mut p = 1;
+    let mut out = Vec::new();
+    let len_at = |p: &mut usize| -> Result<Option<usize>> {
+        let b = *zm.get(*p).ok_or_else(bad)?;
+        *p += 1;
+        Ok(match b {
+            0xFF => None,
+            0xFE => {
+                let h = zm.get(*p..*p + 4).ok_or_else(bad)?;
+                *p += 4;
+                Some(u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize)
+            }
+            n => Some(n as usize),
+        })
+    };
+    while let Some(klen) = len_at(&mut p)? {
+        let k = zm.get(p..p + klen).ok_or_else(bad)?.to_vec();
+        p += klen;
+        let vlen = len_at(&mut p)?.ok_or_else(bad)?;
+        let free = *zm.get(p).ok_or_else(bad)? as usize;
+        p += 1;
+        let v = zm.get(p..p + vlen).ok_or_else(bad)?.to_vec();
+        p += vlen + free;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
 /// Every member of an intset, in decimal.
 pub fn intset(is: &[u8]) -> Result<Vec<Vec<u8>>> {
     let bad = || corrupt("bad intset");
@@ -146,6 +243,94 @@ mod tests {
             vec![b'x'; 70],
         ];
         assert_eq!(got, want);
+    }
+
+    /// A ziplist of `entries` (each the encoding bytes and payload), with
+    /// the prev-length fields filled in as Redis writes them.
+    fn build_ziplist(entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut zl = vec![0; 10];
+        let mut prev = 0usize;
+        for e in entries {
+            let start = zl.len();
+            if prev < 254 {
+                zl.push(prev as u8);
+            } else {
+                zl.push(0xFE);
+                zl.extend_from_slice(&(prev as u32).to_le_bytes());
+            }
+            zl.extend_from_slice(e);
+            prev = zl.len() - start;
+        }
+        zl.push(0xFF);
+        let total = zl.len() as u32;
+        zl[0..4].copy_from_slice(&total.to_le_bytes());
+        zl[8..10].copy_from_slice(&(entries.len() as u16).to_le_bytes());
+        zl
+    }
+
+    #[test]
+    fn decodes_each_ziplist_encoding() {
+        let mut long = vec![0x40 | 1, 44]; // 14-bit length 300
+        long.extend_from_slice(&[b'y'; 300]);
+        let mut huge = vec![0x80, 0, 0, 0x40, 0]; // 32-bit length 16384
+        huge.extend_from_slice(&[b'z'; 16384]);
+        let entries = vec![
+            vec![1, b'a'],                         // 6-bit string
+            long,                                  // 14-bit string (prev < 254)
+            vec![0xF1],                            // immediate 0
+            vec![0xFD],                            // immediate 12
+            vec![0xFE, 0x80],                      // int8 -128
+            vec![0xC0, 0x39, 0x30],                // int16 12345
+            vec![0xF0, 0xFF, 0xFF, 0x7F],          // int24 8388607
+            vec![0xD0, 0, 0, 0, 0x80],             // int32 min
+            vec![0xE0, 1, 0, 0, 0, 0, 0, 0, 0x80], // int64
+            huge,
+            vec![0], // empty string after a 5-byte prevlen
+        ];
+        let got = ziplist(&build_ziplist(&entries)).unwrap();
+        let want: Vec<Vec<u8>> = vec![
+            b"a".to_vec(),
+            vec![b'y'; 300],
+            b"0".to_vec(),
+            b"12".to_vec(),
+            b"-128".to_vec(),
+            b"12345".to_vec(),
+            b"8388607".to_vec(),
+            b"-2147483648".to_vec(),
+            b"-9223372036854775807".to_vec(),
+            vec![b'z'; 16384],
+            vec![],
+        ];
+        assert_eq!(got, want);
+        // every truncation and a miscount are errors, never panics
+        let zl = build_ziplist(&entries[..6]);
+        for n in 0..zl.len() {
+            assert!(ziplist(&zl[..n]).is_err());
+        }
+        let mut miscounted = zl.clone();
+        miscounted[8] = 9;
+        assert!(ziplist(&miscounted).is_err());
+    }
+
+    #[test]
+    fn decodes_zipmaps() {
+        // {"f": "v", "long": 300 bytes with 2 free bytes}
+        let mut zm = vec![2, 1, b'f', 1, 0, b'v', 4];
+        zm.extend_from_slice(b"long");
+        zm.extend_from_slice(&[0xFE, 44, 1, 0, 0, 2]);
+        zm.extend_from_slice(&[b'q'; 300]);
+        zm.extend_from_slice(&[0, 0, 0xFF]);
+        let got = zipmap(&zm).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (b"f".to_vec(), b"v".to_vec()),
+                (b"long".to_vec(), vec![b'q'; 300])
+            ]
+        );
+        for n in 0..zm.len() {
+            assert!(zipmap(&zm[..n]).is_err());
+        }
     }
 
     #[test]

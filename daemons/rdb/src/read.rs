@@ -3,8 +3,11 @@
 
 use std::io::Read;
 
-use crate::listpack::{intset, listpack};
+use crate::listpack::{intset, listpack, ziplist, zipmap};
 use crate::{CRC64, Error, RDB_VERSION, Result, kind, op};
+
+/// A compact container's decoder (listpack or ziplist).
+type Decoder = fn(&[u8]) -> Result<Vec<Vec<u8>>>;
 
 /// One value, in plain owned form. Integers held in compact encodings are
 /// spelled in decimal, as Redis returns them.
@@ -199,19 +202,8 @@ impl<R: Read> Input<R> {
                 Value::Hash(v)
             }
             kind::SET_INTSET => Value::Set(intset(&self.string()?).map_err(|e| self.at(e))?),
-            kind::HASH_LISTPACK => Value::Hash(self.listpack_pairs()?),
-            kind::ZSET_LISTPACK => {
-                let mut v = Vec::new();
-                for (m, s) in self.listpack_pairs()? {
-                    let score = std::str::from_utf8(&s)
-                        .ok()
-                        .and_then(|s| s.parse::<f64>().ok())
-                        .filter(|f| !f.is_nan())
-                        .ok_or_else(|| self.corrupt("bad score in listpack"))?;
-                    v.push((m, score));
-                }
-                Value::ZSet(v)
-            }
+            kind::HASH_LISTPACK => Value::Hash(self.pairs(listpack)?),
+            kind::ZSET_LISTPACK => Value::ZSet(self.scored(listpack)?),
             kind::LIST_QUICKLIST_2 => {
                 let nodes = self.count()?;
                 let mut v = Vec::new();
@@ -232,29 +224,48 @@ impl<R: Read> Input<R> {
             kind::STREAM_LISTPACKS | kind::STREAM_LISTPACKS_2 => {
                 return Err(Error::Unsupported("streams (RDB types 15/19)".into()));
             }
-            kind::HASH_ZIPMAP
-            | kind::LIST_ZIPLIST
-            | kind::ZSET_ZIPLIST
-            | kind::HASH_ZIPLIST
-            | kind::LIST_QUICKLIST => {
-                return Err(Error::Unsupported(format!(
-                    "Redis < 7 compact encodings (RDB type {t})"
-                )));
+            // Redis before 7.0
+            kind::HASH_ZIPMAP => Value::Hash(zipmap(&self.string()?).map_err(|e| self.at(e))?),
+            kind::LIST_ZIPLIST => Value::List(ziplist(&self.string()?).map_err(|e| self.at(e))?),
+            kind::HASH_ZIPLIST => Value::Hash(self.pairs(ziplist)?),
+            kind::ZSET_ZIPLIST => Value::ZSet(self.scored(ziplist)?),
+            kind::LIST_QUICKLIST => {
+                let nodes = self.count()?;
+                let mut v = Vec::new();
+                for _ in 0..nodes {
+                    v.extend(ziplist(&self.string()?).map_err(|e| self.at(e))?);
+                }
+                Value::List(v)
             }
             t => return Err(self.corrupt(format!("unknown value type {t}"))),
         })
     }
 
-    /// A listpack of alternating fields and values (hashes, sorted sets).
-    fn listpack_pairs(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let items = listpack(&self.string()?).map_err(|e| self.at(e))?;
+    /// A listpack or ziplist of alternating fields and values (hashes,
+    /// sorted sets).
+    fn pairs(&mut self, decode: Decoder) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let items = decode(&self.string()?).map_err(|e| self.at(e))?;
         if items.len() % 2 != 0 {
-            return Err(self.corrupt("listpack with an odd number of elements"));
+            return Err(self.corrupt("compact pairs with an odd number of elements"));
         }
         let mut it = items.into_iter();
         let mut v = Vec::with_capacity(it.len() / 2);
         while let (Some(a), Some(b)) = (it.next(), it.next()) {
             v.push((a, b));
+        }
+        Ok(v)
+    }
+
+    /// A sorted set's member/score pairs from a listpack or ziplist.
+    fn scored(&mut self, decode: Decoder) -> Result<Vec<(Vec<u8>, f64)>> {
+        let mut v = Vec::new();
+        for (m, s) in self.pairs(decode)? {
+            let score = std::str::from_utf8(&s)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .filter(|f| !f.is_nan())
+                .ok_or_else(|| self.corrupt("bad score in a compact sorted set"))?;
+            v.push((m, score));
         }
         Ok(v)
     }
