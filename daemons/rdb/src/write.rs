@@ -11,8 +11,12 @@ use crate::{CRC64, RDB_VERSION, op};
 pub struct Encoder {
     pub buf: Vec<u8>,
     /// Set: strings over 20 bytes are stored LZF-compressed when that
-    /// saves at least 4 bytes (Redis's `rdbcompression yes`).
+    /// saves at least 4 bytes (Redis's `rdbcompression yes`), by
+    /// [`Encoder::compress_strings`].
     lzf: Option<Box<crate::lzf::Lzf>>,
+    /// Strings written plain that `compress_strings` will compress:
+    /// (where the length prefix starts, where the bytes start, how many).
+    pending: Vec<(usize, usize, usize)>,
     scratch: Vec<u8>,
 }
 
@@ -22,6 +26,8 @@ impl Encoder {
     }
 
     /// An encoder that compresses strings, as Redis does in its files.
+    /// Encoding stays a copy (a snapshot encodes under a lock); the
+    /// compression runs in [`Encoder::compress_strings`], after the lock.
     pub fn compressing() -> Encoder {
         Encoder {
             lzf: Some(Box::default()),
@@ -75,18 +81,7 @@ impl Encoder {
 
     /// Redis's length encoding: 6, 14, 32 or 64 bits.
     pub fn len(&mut self, n: u64) {
-        if n < 1 << 6 {
-            self.buf.push(n as u8);
-        } else if n < 1 << 14 {
-            self.buf.push(0x40 | (n >> 8) as u8);
-            self.buf.push(n as u8);
-        } else if n <= u32::MAX as u64 {
-            self.buf.push(0x80);
-            self.buf.extend_from_slice(&(n as u32).to_be_bytes());
-        } else {
-            self.buf.push(0x81);
-            self.buf.extend_from_slice(&n.to_be_bytes());
-        }
+        push_len(&mut self.buf, n);
     }
 
     /// A string, integer-encoded when it is the canonical form of an integer
@@ -110,22 +105,43 @@ impl Encoder {
                 return;
             }
         }
-        if s.len() > 20
-            && let Some(lzf) = self.lzf.as_mut()
-        {
-            self.scratch.clear();
-            if lzf.compress(s, &mut self.scratch, s.len() - 4) {
-                self.buf.push(0xC3);
-                let c = std::mem::take(&mut self.scratch);
-                self.len(c.len() as u64);
-                self.len(s.len() as u64);
-                self.buf.extend_from_slice(&c);
-                self.scratch = c;
-                return;
-            }
-        }
+        let at = self.buf.len();
         self.len(s.len() as u64);
+        if s.len() > 20 && self.lzf.is_some() {
+            self.pending.push((at, self.buf.len(), s.len()));
+        }
         self.buf.extend_from_slice(s);
+    }
+
+    /// Rewrites the strings written since the last call in their
+    /// compressed form where that saves at least 4 bytes.
+    pub fn compress_strings(&mut self) {
+        let Some(lzf) = self.lzf.as_mut() else { return };
+        let Some(&(first, ..)) = self.pending.first() else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let mut c = Vec::new();
+        let mut cursor = first;
+        for &(prefix, data, n) in &self.pending {
+            out.extend_from_slice(&self.buf[cursor..prefix]);
+            c.clear();
+            if lzf.compress(&self.buf[data..data + n], &mut c, n - 4) {
+                out.push(0xC3);
+                push_len(&mut out, c.len() as u64);
+                push_len(&mut out, n as u64);
+                out.extend_from_slice(&c);
+            } else {
+                out.extend_from_slice(&self.buf[prefix..data + n]);
+            }
+            cursor = data + n;
+        }
+        out.extend_from_slice(&self.buf[cursor..]);
+        self.buf.truncate(first);
+        self.buf.extend_from_slice(&out);
+        self.scratch = out;
+        self.pending.clear();
     }
 
     /// A sorted-set score as `RDB_TYPE_ZSET_2` stores it: 8 bytes, little endian.
@@ -157,6 +173,21 @@ impl Encoder {
             self.string(m);
             self.double(score);
         }
+    }
+}
+
+fn push_len(buf: &mut Vec<u8>, n: u64) {
+    if n < 1 << 6 {
+        buf.push(n as u8);
+    } else if n < 1 << 14 {
+        buf.push(0x40 | (n >> 8) as u8);
+        buf.push(n as u8);
+    } else if n <= u32::MAX as u64 {
+        buf.push(0x80);
+        buf.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        buf.push(0x81);
+        buf.extend_from_slice(&n.to_be_bytes());
     }
 }
 
@@ -200,5 +231,63 @@ impl<W: Write> FileWriter<W> {
         self.w.write_all(&crc.to_le_bytes())?;
         self.w.flush()?;
         Ok(self.w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Item, Loader, Value, kind};
+
+    #[test]
+    fn compressed_strings_load_back_and_shrink_the_file() {
+        let records: Vec<(Vec<u8>, Vec<u8>)> = (0..200)
+            .map(|i| {
+                let v = if i % 3 == 0 {
+                    format!("short{i}").into_bytes()
+                } else {
+                    format!("value:{i:08}:").repeat(10).into_bytes()
+                };
+                (format!("key:{i}:{}", "k".repeat(i % 30)).into_bytes(), v)
+            })
+            .collect();
+        let encode = |mut e: Encoder| {
+            e.header();
+            e.select_db(0);
+            for (chunk, part) in records.chunks(7).enumerate() {
+                for (k, v) in part {
+                    e.kind(kind::STRING);
+                    e.string(k);
+                    e.string(v);
+                }
+                // as a snapshot does: after each lock hold
+                if chunk % 2 == 0 {
+                    e.compress_strings();
+                }
+            }
+            e.compress_strings();
+            let mut w = FileWriter::new(Vec::new());
+            w.write(&e.buf).unwrap();
+            w.finish().unwrap()
+        };
+        let plain = encode(Encoder::new());
+        let packed = encode(Encoder::compressing());
+        assert!(
+            packed.len() * 3 < plain.len(),
+            "{} vs {}",
+            packed.len(),
+            plain.len()
+        );
+        for file in [plain, packed] {
+            let mut l = Loader::new(&file[..]).unwrap();
+            let mut got = Vec::new();
+            while let Some(item) = l.next_item().unwrap() {
+                if let Item::Record(r) = item {
+                    let Value::Str(v) = r.value else { panic!() };
+                    got.push((r.key, v));
+                }
+            }
+            assert_eq!(got, records);
+        }
     }
 }

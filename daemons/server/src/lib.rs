@@ -17,6 +17,7 @@ pub mod failover;
 pub mod listener;
 pub mod pause;
 pub mod persist;
+pub mod priority;
 pub mod repl;
 pub mod server;
 pub mod util;

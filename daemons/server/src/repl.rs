@@ -350,7 +350,10 @@ async fn full_sync(
     let (chunk_tx, mut chunks) = mpsc::channel::<Vec<u8>>(8);
     let (start_tx, start_rx) = tokio::sync::oneshot::channel::<(String, u64)>();
     let s = srv.clone();
-    let writer = tokio::task::spawn_blocking(move || {
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let job = move || {
+        // bulk work, as BGSAVE's (lowered once the snapshot started)
+        crate::priority::mark_background();
         let _one = s.persist.running.lock();
         let f = &s.persist.feed;
         let mut at = (String::new(), 0);
@@ -378,8 +381,13 @@ async fn full_sync(
             buf: Vec::with_capacity(CHUNK),
         };
         let compress = s.rt.read().rdbcompression;
-        crate::persist::snapshot::write(&s.db, &st, &aux, compress, w).and_then(|mut w| w.flush())
-    });
+        let r = crate::persist::snapshot::write(&s.db, &st, &aux, compress, w)
+            .and_then(|mut w| w.flush());
+        let _ = done_tx.send(r);
+    };
+    std::thread::Builder::new()
+        .name("replsync".into())
+        .spawn(job)?;
     let (replid, at) = start_rx
         .await
         .map_err(|_| std::io::Error::other("snapshot failed to start"))?;
@@ -408,8 +416,7 @@ async fn full_sync(
             .await?;
         stream.write_all(&all).await?;
     }
-    writer
-        .await
+    done.await
         .map_err(std::io::Error::other)?
         .map_err(|e| std::io::Error::other(format!("snapshot for a replica: {e}")))?;
     tracing::info!(offset = at, "full resync sent");

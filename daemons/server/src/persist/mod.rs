@@ -168,9 +168,6 @@ impl std::io::Write for AutoSync {
     }
 }
 
-/// The background save thread's niceness (commands run at 0).
-const SAVE_NICE: i32 = 10;
-
 /// Runs `job` on a thread of its own at low priority unless `running`
 /// says one is already going (then `busy` is the error); clears it after.
 fn background(
@@ -192,9 +189,8 @@ fn background(
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            // Serialising is bulk work: commands must win the CPU when they
-            // need it (Linux's nice is per thread), the job takes the rest.
-            let _ = rustix::process::nice(SAVE_NICE);
+            // serialising is bulk work (lowered once the snapshot started)
+            crate::priority::mark_background();
             job(&srv);
             running(&srv.persist).store(false, Relaxed);
         })

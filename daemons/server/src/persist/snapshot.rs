@@ -74,6 +74,7 @@ pub fn write<W: Write>(
     compress: bool,
     out: W,
 ) -> std::io::Result<W> {
+    crate::priority::enter_bulk_work();
     let mut w = FileWriter::new(out);
     let mut enc = if compress {
         Encoder::compressing()
@@ -92,6 +93,8 @@ pub fn write<W: Write>(
             let mut seg = 0;
             loop {
                 let more = slot.lock().map.snapshot_step(seg, &mut enc);
+                // outside the slot's lock: commands wait for copies, not for LZF
+                enc.compress_strings();
                 if enc.buf.len() >= CHUNK || !more {
                     w.write(&enc.buf)?;
                     enc.buf.clear();
