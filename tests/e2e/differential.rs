@@ -97,6 +97,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("list", include_str!("cases/list.txt")),
     ("set", include_str!("cases/set.txt")),
     ("zset", include_str!("cases/zset.txt")),
+    ("bitmap", include_str!("cases/bitmap.txt")),
     ("multi", include_str!("cases/multi.txt")),
     ("connection", include_str!("cases/connection.txt")),
     ("errors", include_str!("cases/errors.txt")),

@@ -383,6 +383,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("getrange", 4, READONLY, K1, "string"),
     cmd!("substr", 4, READONLY, K1, "string"),
     cmd!("setrange", 4, WRITE | DENYOOM, K1, "string"),
+    // bitmap
+    cmd!("setbit", 4, WRITE | DENYOOM, K1, "bitmap"),
+    cmd!("getbit", 3, READONLY | FAST, K1, "bitmap"),
+    cmd!("bitcount", -2, READONLY, K1, "bitmap"),
+    cmd!("bitpos", -3, READONLY, K1, "bitmap"),
+    cmd!("bitop", -4, WRITE | DENYOOM, k(2, -1, 1), "bitmap"),
+    cmd!("bitfield", -2, WRITE | DENYOOM, K1, "bitmap"),
+    cmd!("bitfield_ro", -2, READONLY | FAST, K1, "bitmap"),
     // hash
     cmd!("hset", -4, WRITE | DENYOOM | FAST, K1, "hash"),
     cmd!("hmset", -4, WRITE | DENYOOM | FAST, K1, "hash"),

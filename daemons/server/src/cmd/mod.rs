@@ -5,6 +5,7 @@
 //! Handlers are plain functions that write their reply into the connection's
 //! output buffer; they return `Err` before writing anything on failure.
 
+pub mod bitmap;
 pub mod conn_cmds;
 pub mod hash;
 pub mod keys;
@@ -480,6 +481,7 @@ pub fn handler(name: &str) -> Option<Handler> {
         n => {
             return keys::handler(n)
                 .or_else(|| string::handler(n))
+                .or_else(|| bitmap::handler(n))
                 .or_else(|| hash::handler(n))
                 .or_else(|| list::handler(n))
                 .or_else(|| set::handler(n))
