@@ -5,5 +5,6 @@ mod differential;
 mod persist;
 mod protocol;
 mod proxy;
+mod random_ops;
 mod replication;
 mod server_features;
