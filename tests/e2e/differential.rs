@@ -98,6 +98,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("set", include_str!("cases/set.txt")),
     ("zset", include_str!("cases/zset.txt")),
     ("bitmap", include_str!("cases/bitmap.txt")),
+    ("hll", include_str!("cases/hll.txt")),
     ("multi", include_str!("cases/multi.txt")),
     ("connection", include_str!("cases/connection.txt")),
     ("errors", include_str!("cases/errors.txt")),

@@ -391,6 +391,10 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("bitop", -4, WRITE | DENYOOM, k(2, -1, 1), "bitmap"),
     cmd!("bitfield", -2, WRITE | DENYOOM, K1, "bitmap"),
     cmd!("bitfield_ro", -2, READONLY | FAST, K1, "bitmap"),
+    // hyperloglog
+    cmd!("pfadd", -2, WRITE | DENYOOM | FAST, K1, "hyperloglog"),
+    cmd!("pfcount", -2, READONLY, KALL, "hyperloglog"),
+    cmd!("pfmerge", -2, WRITE | DENYOOM, KALL, "hyperloglog"),
     // hash
     cmd!("hset", -4, WRITE | DENYOOM | FAST, K1, "hash"),
     cmd!("hmset", -4, WRITE | DENYOOM | FAST, K1, "hash"),
@@ -644,6 +648,10 @@ pub static EXTRA_COMMANDS: &[CommandSpec] = &[
     cmd!("bitop", -4, WRITE | DENYOOM, k(2, -1, 1), "bitmap"),
     cmd!("bitfield", -2, WRITE | DENYOOM, K1, "bitmap"),
     cmd!("bitfield_ro", -2, READONLY | FAST, K1, "bitmap"),
+    // hyperloglog
+    cmd!("pfadd", -2, WRITE | DENYOOM | FAST, K1, "hyperloglog"),
+    cmd!("pfcount", -2, READONLY, KALL, "hyperloglog"),
+    cmd!("pfmerge", -2, WRITE | DENYOOM, KALL, "hyperloglog"),
     cmd!("pfadd", -2, WRITE | DENYOOM | FAST, K1, "hyperloglog"),
     cmd!("pfcount", -2, READONLY, KALL, "hyperloglog"),
     cmd!("pfmerge", -2, WRITE | DENYOOM, KALL, "hyperloglog"),

@@ -8,6 +8,7 @@
 pub mod bitmap;
 pub mod conn_cmds;
 pub mod hash;
+pub mod hll;
 pub mod keys;
 pub mod list;
 pub mod multi;
@@ -482,6 +483,7 @@ pub fn handler(name: &str) -> Option<Handler> {
             return keys::handler(n)
                 .or_else(|| string::handler(n))
                 .or_else(|| bitmap::handler(n))
+                .or_else(|| hll::handler(n))
                 .or_else(|| hash::handler(n))
                 .or_else(|| list::handler(n))
                 .or_else(|| set::handler(n))
