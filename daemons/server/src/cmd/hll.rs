@@ -29,6 +29,8 @@ const SPARSE_VAL_MAX: u8 = 32;
 const SPARSE_VAL_MAX_LEN: usize = 4;
 const SPARSE_ZERO_MAX_LEN: usize = 64;
 const SPARSE_XZERO_MAX_LEN: usize = 16384;
+/// 0.5 / ln 2 (Redis's `HLL_ALPHA_INF`, the same double).
+const ALPHA_INF: f64 = 0.7213475204444817;
 /// Where the top byte of the cached cardinality is; its high bit marks the cache stale.
 const CARD_TOP: usize = 15;
 
@@ -305,7 +307,7 @@ fn estimate(regs: &[u8]) -> u64 {
         z *= 0.5;
     }
     z += m * sigma(histo[0] as f64 / m);
-    (0.721347520444481703680 * m * m / z).round() as u64
+    (ALPHA_INF * m * m / z).round() as u64
 }
 
 fn sigma(mut x: f64) -> f64 {
