@@ -99,6 +99,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("zset", include_str!("cases/zset.txt")),
     ("bitmap", include_str!("cases/bitmap.txt")),
     ("hll", include_str!("cases/hll.txt")),
+    ("sort", include_str!("cases/sort.txt")),
     ("multi", include_str!("cases/multi.txt")),
     ("connection", include_str!("cases/connection.txt")),
     ("errors", include_str!("cases/errors.txt")),

@@ -391,6 +391,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("bitop", -4, WRITE | DENYOOM, k(2, -1, 1), "bitmap"),
     cmd!("bitfield", -2, WRITE | DENYOOM, K1, "bitmap"),
     cmd!("bitfield_ro", -2, READONLY | FAST, K1, "bitmap"),
+    // sort (keys its BY/GET patterns form are found at run time)
+    cmd!("sort", -2, WRITE | DENYOOM, K1, "generic"),
+    cmd!("sort_ro", -2, READONLY, K1, "generic"),
     // hyperloglog
     cmd!("pfadd", -2, WRITE | DENYOOM | FAST, K1, "hyperloglog"),
     cmd!("pfcount", -2, READONLY, KALL, "hyperloglog"),
@@ -648,6 +651,9 @@ pub static EXTRA_COMMANDS: &[CommandSpec] = &[
     cmd!("bitop", -4, WRITE | DENYOOM, k(2, -1, 1), "bitmap"),
     cmd!("bitfield", -2, WRITE | DENYOOM, K1, "bitmap"),
     cmd!("bitfield_ro", -2, READONLY | FAST, K1, "bitmap"),
+    // sort (keys its BY/GET patterns form are found at run time)
+    cmd!("sort", -2, WRITE | DENYOOM, K1, "generic"),
+    cmd!("sort_ro", -2, READONLY, K1, "generic"),
     // hyperloglog
     cmd!("pfadd", -2, WRITE | DENYOOM | FAST, K1, "hyperloglog"),
     cmd!("pfcount", -2, READONLY, KALL, "hyperloglog"),

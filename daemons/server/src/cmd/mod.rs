@@ -15,6 +15,7 @@ pub mod multi;
 pub mod pubsub;
 pub mod server_cmds;
 pub mod set;
+pub mod sort;
 pub mod string;
 pub mod zset;
 
@@ -53,6 +54,11 @@ pub const NO_KEY: CmdError = CmdError(Cow::Borrowed("ERR no such key"));
 pub const OUT_OF_RANGE: CmdError = CmdError(Cow::Borrowed("ERR index out of range"));
 pub const NOT_POSITIVE: CmdError =
     CmdError(Cow::Borrowed("ERR value is out of range, must be positive"));
+
+/// Returned by a handler that must reach keys it did not declare (SORT's
+/// BY/GET patterns, a STORE in another slot) before it has done anything:
+/// the command runs again with every slot locked, in slot order.
+pub const NEEDS_ALL_SLOTS: CmdError = CmdError(Cow::Borrowed("ERR internal: needs every slot"));
 
 pub fn err(s: impl Into<Cow<'static, str>>) -> CmdError {
     CmdError(s.into())
@@ -227,6 +233,11 @@ impl<'s> Keys<'s> {
             }
         };
         &mut self.guards[i].1
+    }
+
+    /// Whether this command holds every slot's lock.
+    pub fn all_locked(&self) -> bool {
+        self.all_locked
     }
 
     /// Visits every slot, using the held guards when all are locked.
@@ -484,6 +495,7 @@ pub fn handler(name: &str) -> Option<Handler> {
                 .or_else(|| string::handler(n))
                 .or_else(|| bitmap::handler(n))
                 .or_else(|| hll::handler(n))
+                .or_else(|| sort::handler(n))
                 .or_else(|| hash::handler(n))
                 .or_else(|| list::handler(n))
                 .or_else(|| set::handler(n))
@@ -646,7 +658,18 @@ pub fn run<'s>(
     let mut keys = std::mem::take(&mut conn.keys_buf);
     keys.clear();
     spec.key_indexes(args, &mut keys);
-    let result = execute(srv, conn, out, idx, args, &keys, held);
+    let first_try = held.is_none();
+    let mut result = execute(srv, conn, out, idx, args, &keys, held);
+    if first_try && matches!(&result, Err(e) if e.0 == NEEDS_ALL_SLOTS.0) {
+        let mut all: Guards<'_> = srv
+            .db
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as u16, s.lock()))
+            .collect();
+        result = execute(srv, conn, out, idx, args, &keys, Some((&mut all, true)));
+    }
     let st = &srv.cmd_stats[idx];
     if let Err(e) = &result {
         st.failed.fetch_add(1, Relaxed);
