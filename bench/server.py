@@ -16,14 +16,15 @@ from common import cpu_seconds, rss, start  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-TESTS = os.environ.get("TESTS", "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,mset,pfadd").split(",")
+TESTS = os.environ.get("TESTS", "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,mset,pfadd,geoadd").split(",")
 PIPES = [int(p) for p in os.environ.get("PIPES", "1,16").split(",")]
 # requests per run, sized for >= 5 s on this machine (2 shared cores)
 AOF = os.environ.get("AOF", "")
 N = {1: int(os.environ.get("N1", "500000")), 16: int(os.environ.get("N16", "4000000"))}
 SLOW = {"lrange_100": 8, "mset": 4}  # these do more per request: fewer of them
 # Rows redis-benchmark has no -t test for: the command it sends instead.
-CUSTOM = {"pfadd": ["PFADD", "hll:__rand_int__", "e:__rand_int__"]}
+CUSTOM = {"pfadd": ["PFADD", "hll:__rand_int__", "e:__rand_int__"],
+          "geoadd": ["GEOADD", "geo:__rand_int__", "13.361389", "38.115556", "m:__rand_int__"]}
 
 
 

@@ -100,6 +100,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("bitmap", include_str!("cases/bitmap.txt")),
     ("hll", include_str!("cases/hll.txt")),
     ("sort", include_str!("cases/sort.txt")),
+    ("geo", include_str!("cases/geo.txt")),
     ("multi", include_str!("cases/multi.txt")),
     ("connection", include_str!("cases/connection.txt")),
     ("errors", include_str!("cases/errors.txt")),

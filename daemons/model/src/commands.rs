@@ -394,6 +394,17 @@ pub static COMMANDS: &[CommandSpec] = &[
     // sort (keys its BY/GET patterns form are found at run time)
     cmd!("sort", -2, WRITE | DENYOOM, K1, "generic"),
     cmd!("sort_ro", -2, READONLY, K1, "generic"),
+    // geo (sorted sets of geohash scores)
+    cmd!("geoadd", -5, WRITE | DENYOOM, K1, "geo"),
+    cmd!("geodist", -4, READONLY, K1, "geo"),
+    cmd!("geohash", -2, READONLY, K1, "geo"),
+    cmd!("geopos", -2, READONLY, K1, "geo"),
+    cmd!("georadius", -6, WRITE | DENYOOM, K1, "geo"),
+    cmd!("georadius_ro", -6, READONLY, K1, "geo"),
+    cmd!("georadiusbymember", -5, WRITE | DENYOOM, K1, "geo"),
+    cmd!("georadiusbymember_ro", -5, READONLY, K1, "geo"),
+    cmd!("geosearch", -7, READONLY, K1, "geo"),
+    cmd!("geosearchstore", -8, WRITE | DENYOOM, K12, "geo"),
     // hyperloglog
     cmd!("pfadd", -2, WRITE | DENYOOM | FAST, K1, "hyperloglog"),
     cmd!("pfcount", -2, READONLY, KALL, "hyperloglog"),
@@ -644,23 +655,6 @@ pub static EXTRA_COMMANDS: &[CommandSpec] = &[
     ),
     cmd!("script", -2, NOSCRIPT, N, "scripting"),
     cmd!("function", -2, NOSCRIPT, N, "scripting"),
-    cmd!("setbit", 4, WRITE | DENYOOM, K1, "bitmap"),
-    cmd!("getbit", 3, READONLY | FAST, K1, "bitmap"),
-    cmd!("bitcount", -2, READONLY, K1, "bitmap"),
-    cmd!("bitpos", -3, READONLY, K1, "bitmap"),
-    cmd!("bitop", -4, WRITE | DENYOOM, k(2, -1, 1), "bitmap"),
-    cmd!("bitfield", -2, WRITE | DENYOOM, K1, "bitmap"),
-    cmd!("bitfield_ro", -2, READONLY | FAST, K1, "bitmap"),
-    // sort (keys its BY/GET patterns form are found at run time)
-    cmd!("sort", -2, WRITE | DENYOOM, K1, "generic"),
-    cmd!("sort_ro", -2, READONLY, K1, "generic"),
-    // hyperloglog
-    cmd!("pfadd", -2, WRITE | DENYOOM | FAST, K1, "hyperloglog"),
-    cmd!("pfcount", -2, READONLY, KALL, "hyperloglog"),
-    cmd!("pfmerge", -2, WRITE | DENYOOM, KALL, "hyperloglog"),
-    cmd!("pfadd", -2, WRITE | DENYOOM | FAST, K1, "hyperloglog"),
-    cmd!("pfcount", -2, READONLY, KALL, "hyperloglog"),
-    cmd!("pfmerge", -2, WRITE | DENYOOM, KALL, "hyperloglog"),
     cmd!("xadd", -5, WRITE | DENYOOM | FAST, K1, "stream"),
     cmd!("xrange", -4, READONLY, K1, "stream"),
     cmd!("xrevrange", -4, READONLY, K1, "stream"),
@@ -687,15 +681,6 @@ pub static EXTRA_COMMANDS: &[CommandSpec] = &[
         Keys::Streams { from: 4 },
         "stream"
     ),
-    cmd!("geoadd", -5, WRITE | DENYOOM, K1, "geo"),
-    cmd!("geodist", -4, READONLY, K1, "geo"),
-    cmd!("geohash", -2, READONLY, K1, "geo"),
-    cmd!("geopos", -2, READONLY, K1, "geo"),
-    cmd!("geosearch", -7, READONLY, K1, "geo"),
-    cmd!("geosearchstore", -8, WRITE | DENYOOM, K12, "geo"),
-    cmd!("georadius_ro", -6, READONLY, K1, "geo"),
-    cmd!("georadiusbymember_ro", -5, READONLY, K1, "geo"),
-    cmd!("sort_ro", -2, READONLY, K1, "generic"),
     cmd!("lcs", -3, READONLY, K12, "string"),
 ];
 

@@ -7,6 +7,7 @@
 
 pub mod bitmap;
 pub mod conn_cmds;
+pub mod geo;
 pub mod hash;
 pub mod hll;
 pub mod keys;
@@ -59,6 +60,18 @@ pub const NOT_POSITIVE: CmdError =
 /// BY/GET patterns, a STORE in another slot) before it has done anything:
 /// the command runs again with every slot locked, in slot order.
 pub const NEEDS_ALL_SLOTS: CmdError = CmdError(Cow::Borrowed("ERR internal: needs every slot"));
+
+/// Whether a queued command may need [`NEEDS_ALL_SLOTS`] (EXEC then locks
+/// every slot for the transaction): SORT with options, a GEORADIUS STORE.
+pub fn may_reach_undeclared(name: &str, args: &[&[u8]]) -> bool {
+    match name {
+        "sort" | "sort_ro" => args.len() > 2,
+        "georadius" | "georadiusbymember" => args
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(b"store") || a.eq_ignore_ascii_case(b"storedist")),
+        _ => false,
+    }
+}
 
 pub fn err(s: impl Into<Cow<'static, str>>) -> CmdError {
     CmdError(s.into())
@@ -496,6 +509,7 @@ pub fn handler(name: &str) -> Option<Handler> {
                 .or_else(|| bitmap::handler(n))
                 .or_else(|| hll::handler(n))
                 .or_else(|| sort::handler(n))
+                .or_else(|| geo::handler(n))
                 .or_else(|| hash::handler(n))
                 .or_else(|| list::handler(n))
                 .or_else(|| set::handler(n))

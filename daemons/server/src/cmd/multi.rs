@@ -124,8 +124,7 @@ pub fn exec(srv: &Server, conn: &mut ConnState, out: &mut BytesMut) {
         let args: Vec<&[u8]> = cmd.iter().map(|a| &a[..]).collect();
         let idx = srv.lookup(args[0]).expect("queued commands were looked up");
         let spec = &COMMANDS[idx];
-        // SORT may read keys its patterns form, or store in another slot
-        all |= spec.has(flag::ALL_SLOTS) || (spec.name.starts_with("sort") && args.len() > 2);
+        all |= spec.has(flag::ALL_SLOTS) || super::may_reach_undeclared(spec.name, &args);
         keys.clear();
         spec.key_indexes(&args, &mut keys);
         slots.extend(keys.iter().map(|&i| kvfleet_model::slot(args[i])));
