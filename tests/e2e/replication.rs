@@ -526,3 +526,56 @@ fn min_replicas_backlog_size_pause_and_replication_clients_work_as_in_redis() {
         t.elapsed()
     );
 }
+
+#[test]
+fn a_failover_waiting_for_a_stalled_replica_can_be_aborted_and_writes_resume() {
+    let m = kvfleet_server(&[]);
+    let mut mc = m.client();
+    let r = kvfleet_server(&["--replicaof", &format!("127.0.0.1 {}", m.port)]);
+    let mut rc = r.client();
+    assert!(caught_up(&mut mc, &mut rc));
+    // the replica stops acknowledging (SIGSTOP): FAILOVER waits for it
+    let pid = r.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    mc.call(&["SET", "before", "1"]);
+    let target = [
+        "FAILOVER",
+        "TO",
+        "127.0.0.1",
+        &r.port.to_string(),
+        "TIMEOUT",
+        "60000",
+    ];
+    assert_eq!(text(&mc.call(&target)), "OK");
+    assert_eq!(
+        mc.info_field("replication", "master_failover_state"),
+        "waiting-for-sync"
+    );
+    // a write waits meanwhile; ABORT (not a write) answers at once and releases it
+    let port = m.port;
+    let held = std::thread::spawn(move || RawClient::connect(port).call(&["SET", "held", "1"]));
+    let mut admin = m.client();
+    assert_eq!(text(&admin.call(&["GET", "held"])), "(nil)");
+    assert_eq!(text(&admin.call(&["FAILOVER", "ABORT"])), "OK");
+    assert_eq!(text(&held.join().unwrap()), "OK");
+    assert_eq!(mc.info_field("replication", "role"), "master");
+    assert_eq!(
+        mc.info_field("replication", "master_failover_state"),
+        "no-failover"
+    );
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(caught_up(&mut mc, &mut rc));
+    assert_eq!(text(&rc.call(&["GET", "held"])), "1");
+}

@@ -27,7 +27,7 @@ pub struct Pause {
 /// Commands that hold under a write pause besides those flagged `write`:
 /// they may write or propagate (Redis's "may-replicate" set).
 const MAY_REPLICATE: &[&str] = &[
-    "publish", "spublish", "eval", "evalsha", "fcall", "pfcount", "wait", "failover",
+    "publish", "spublish", "eval", "evalsha", "fcall", "pfcount", "wait",
 ];
 
 impl Pause {
