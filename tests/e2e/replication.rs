@@ -579,3 +579,62 @@ fn a_failover_waiting_for_a_stalled_replica_can_be_aborted_and_writes_resume() {
     assert!(caught_up(&mut mc, &mut rc));
     assert_eq!(text(&rc.call(&["GET", "held"])), "1");
 }
+
+#[test]
+fn bitmap_hyperloglog_geo_and_sort_writes_replicate_to_redis_and_kvfleet_replicas() {
+    let m = kvfleet_server(&[]);
+    let mut mc = m.client();
+    let redis = redis_server(&["--replicaof", "127.0.0.1", &m.port.to_string()]);
+    let kv = kvfleet_server(&["--replicaof", &format!("127.0.0.1 {}", m.port)]);
+    let (mut rr, mut rk) = (redis.client(), kv.client());
+    let writes: &[&[&str]] = &[
+        &["SETBIT", "bits", "100", "1"],
+        &[
+            "BITFIELD", "bits", "SET", "u8", "#2", "200", "INCRBY", "i5", "40", "9",
+        ],
+        &["SET", "b1", "abc"],
+        &["BITOP", "XOR", "bits2", "bits", "b1"],
+        &["PFADD", "hll", "a", "b", "c", "d"],
+        &["PFADD", "hll2", "x", "y"],
+        &["PFCOUNT", "hll"],
+        &["PFMERGE", "hll3", "hll", "hll2"],
+        &[
+            "GEOADD",
+            "geo",
+            "13.361389",
+            "38.115556",
+            "Palermo",
+            "15.087269",
+            "37.502669",
+            "Catania",
+        ],
+        &[
+            "GEOSEARCHSTORE",
+            "geo2",
+            "geo",
+            "FROMLONLAT",
+            "15",
+            "37",
+            "BYRADIUS",
+            "200",
+            "km",
+            "STOREDIST",
+        ],
+        &["GEORADIUS", "geo", "15", "37", "200", "km", "STORE", "geo3"],
+        &["RPUSH", "nums", "3", "1", "2"],
+        &["SET", "w_1", "30"],
+        &["SET", "w_2", "20"],
+        &["SET", "w_3", "10"],
+        &["SORT", "nums", "BY", "w_*", "STORE", "sorted"],
+        &[
+            "SORT", "nums", "DESC", "LIMIT", "0", "2", "STORE", "sorted2",
+        ],
+    ];
+    for w in writes {
+        assert!(!matches!(mc.call(w), Frame::Error(_)), "{w:?}");
+    }
+    for r in [&mut rr, &mut rk] {
+        assert!(caught_up(&mut mc, r));
+        assert_eq!(keyspace(r), keyspace(&mut mc));
+    }
+}
