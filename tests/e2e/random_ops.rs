@@ -168,3 +168,89 @@ fn random_hyperloglog_operations_match_redis_byte_for_byte() {
         .collect();
     assert!(encodings.contains(&0), "a dense sketch: {encodings:?}");
 }
+
+#[test]
+fn random_geo_operations_match_redis() {
+    // points scattered around a few centres; searches of every shape and
+    // option, sorted so the comparison does not depend on scan order
+    let keys = ["g1", "g2"];
+    let finals = compare(11, 1200, &keys, |g| {
+        let key = g.pick(&keys).to_string();
+        let lon = |g: &mut Lcg| format!("{:.6}", g.signed(179_000_000) as f64 / 1e6);
+        let lat = |g: &mut Lcg| format!("{:.6}", g.signed(85_000_000) as f64 / 1e6);
+        let near = |g: &mut Lcg, c: f64| format!("{:.6}", c + g.signed(2_000_000) as f64 / 1e6);
+        let member = |g: &mut Lcg| format!("m{}", g.below(60));
+        let unit = |g: &mut Lcg| g.pick(&["m", "km", "mi", "ft"]).to_string();
+        let order = |g: &mut Lcg| g.pick(&["ASC", "DESC"]).to_string();
+        match g.below(10) {
+            0..=3 => {
+                let mut v = vec!["GEOADD".into(), key];
+                for _ in 0..1 + g.below(4) {
+                    if g.below(2) == 0 {
+                        v.extend([near(g, 13.0), near(g, 38.0), member(g)]);
+                    } else {
+                        v.extend([lon(g), lat(g), member(g)]);
+                    }
+                }
+                v
+            }
+            4 => vec!["GEOPOS".into(), key, member(g), member(g)],
+            5 => vec!["GEODIST".into(), key, member(g), member(g), unit(g)],
+            6 => vec!["GEOHASH".into(), key, member(g), member(g)],
+            7 => {
+                let mut v = vec![
+                    "GEOSEARCH".into(),
+                    key,
+                    "FROMLONLAT".into(),
+                    near(g, 13.0),
+                    near(g, 38.0),
+                ];
+                if g.below(2) == 0 {
+                    v.extend([
+                        "BYRADIUS".into(),
+                        (1 + g.below(300)).to_string(),
+                        "km".into(),
+                    ]);
+                } else {
+                    v.extend([
+                        "BYBOX".into(),
+                        (1 + g.below(400)).to_string(),
+                        (1 + g.below(400)).to_string(),
+                        "km".into(),
+                    ]);
+                }
+                v.push(order(g));
+                v.extend(["WITHDIST".into(), "WITHCOORD".into(), "WITHHASH".into()]);
+                if g.below(2) == 0 {
+                    v.extend(["COUNT".into(), (1 + g.below(5)).to_string()]);
+                }
+                v
+            }
+            8 => vec![
+                "GEORADIUSBYMEMBER".into(),
+                key,
+                member(g),
+                (g.below(500)).to_string(),
+                unit(g),
+                order(g),
+                "WITHDIST".into(),
+            ],
+            _ => vec![
+                "GEOSEARCHSTORE".into(),
+                g.pick(&keys).into(),
+                key,
+                "FROMLONLAT".into(),
+                near(g, 13.0),
+                near(g, 38.0),
+                "BYRADIUS".into(),
+                (1 + g.below(300)).to_string(),
+                "km".into(),
+                if g.below(2) == 0 { "STOREDIST" } else { "ASC" }.into(),
+            ],
+        }
+    });
+    assert!(
+        finals.iter().all(|v| v.starts_with(b"-WRONGTYPE")),
+        "both keys end as sorted sets"
+    );
+}
