@@ -101,6 +101,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("hll", include_str!("cases/hll.txt")),
     ("sort", include_str!("cases/sort.txt")),
     ("geo", include_str!("cases/geo.txt")),
+    ("introspect", include_str!("cases/introspect.txt")),
     ("multi", include_str!("cases/multi.txt")),
     ("connection", include_str!("cases/connection.txt")),
     ("errors", include_str!("cases/errors.txt")),

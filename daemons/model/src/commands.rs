@@ -361,6 +361,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!("randomkey", 1, READONLY | ALL_SLOTS, N, "generic"),
     cmd!("touch", -2, READONLY | FAST, KALL, "generic"),
     cmd!("object", -2, READONLY, k(2, 2, 1), "generic"),
+    cmd!("memory", -2, READONLY, k(2, 2, 1), "server"),
+    cmd!(
+        "latency",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        N,
+        "server"
+    ),
     // string
     cmd!("get", 2, READONLY | FAST, K1, "string"),
     cmd!("set", -3, WRITE | DENYOOM, K1, "string"),

@@ -10,6 +10,7 @@ pub mod conn_cmds;
 pub mod geo;
 pub mod hash;
 pub mod hll;
+pub mod introspect;
 pub mod keys;
 pub mod list;
 pub mod multi;
@@ -510,6 +511,7 @@ pub fn handler(name: &str) -> Option<Handler> {
                 .or_else(|| hll::handler(n))
                 .or_else(|| sort::handler(n))
                 .or_else(|| geo::handler(n))
+                .or_else(|| introspect::handler(n))
                 .or_else(|| hash::handler(n))
                 .or_else(|| list::handler(n))
                 .or_else(|| set::handler(n))
