@@ -995,8 +995,10 @@ pub fn psync(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         if !mine {
             return Err(err("ERR PSYNC FAILOVER replid must match my replid."));
         }
-        tracing::info!("failover request received: promoting");
-        crate::repl::replicaof(srv, None);
+        if srv.follow.is_replica() {
+            tracing::info!("failover request received: promoting");
+            crate::repl::replicaof(srv, None);
+        }
     }
     if srv.failover.state() != crate::failover::State::None {
         return Err(err("NOMASTERLINK Can't SYNC while failing over"));
