@@ -227,17 +227,6 @@ pub async fn serve_replica(
     handle: &crate::server::ClientHandle,
 ) -> std::io::Result<()> {
     handle.kind.store(crate::server::KIND_REPLICA, Relaxed);
-    tokio::select! {
-        r = replica_link(&srv, stream, req) => r,
-        _ = handle.kill.notified() => Ok(()),
-    }
-}
-
-async fn replica_link(
-    srv: &Arc<Server>,
-    stream: &mut TcpStream,
-    req: Psync,
-) -> std::io::Result<()> {
     let ip = stream
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -247,6 +236,29 @@ async fn replica_link(
         port: req.port.into(),
         ..Default::default()
     });
+    let result = tokio::select! {
+        r = replica_link(&srv, stream, req, info.clone()) => r,
+        _ = handle.kill.notified() => Ok(()),
+    };
+    // however the link ended (even killed mid-transfer), it leaves the list
+    srv.persist
+        .feed
+        .inner
+        .lock()
+        .repl
+        .replicas
+        .retain(|(_, i)| !Arc::ptr_eq(i, &info));
+    refresh_good(&srv);
+    tracing::info!(replica = %info.ip, "replica gone");
+    result
+}
+
+async fn replica_link(
+    srv: &Arc<Server>,
+    stream: &mut TcpStream,
+    req: Psync,
+    info: Arc<ReplicaInfo>,
+) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     let f = &srv.persist.feed;
     // partial resync: same history, and the backlog still holds the gap
@@ -287,7 +299,7 @@ async fn replica_link(
     let mut inbuf = BytesMut::with_capacity(1024);
     let mut parser = kvfleet_resp::RequestParser::new();
     let mut out = Vec::new();
-    let result = loop {
+    loop {
         tokio::select! {
             m = rx.recv(), if streaming => {
                 let Some(m) = m else { break Ok(()) };
@@ -327,15 +339,7 @@ async fn replica_link(
                 }
             }
         }
-    };
-    f.inner
-        .lock()
-        .repl
-        .replicas
-        .retain(|(_, i)| !Arc::ptr_eq(i, &info));
-    refresh_good(srv);
-    tracing::info!(replica = %info.ip, "replica gone");
-    result
+    }
 }
 
 /// `+FULLRESYNC`, then the snapshot as an RDB; the replica joins the stream
