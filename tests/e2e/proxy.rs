@@ -467,6 +467,7 @@ const NOT_THROUGH_PROXY: &[&str] = &[
     "psubscribe",
     "config",
     "debug",
+    "latency",
     "client",
     "hello",
     "command",
