@@ -495,6 +495,8 @@ pub struct Follow {
     /// `Some((host, port))` while a replica; REPLICAOF bumps `generation`
     /// so an old link's task stops.
     pub master: parking_lot::RwLock<Option<(String, u16)>>,
+    /// `master.is_some()`, readable without the lock.
+    replica: std::sync::atomic::AtomicBool,
     pub generation: AtomicU64,
     pub link_up: std::sync::atomic::AtomicBool,
     pub sync_in_progress: std::sync::atomic::AtomicBool,
@@ -509,8 +511,10 @@ pub struct Follow {
 }
 
 impl Follow {
+    /// One atomic load: the write path asks on every write command.
+    #[inline]
     pub fn is_replica(&self) -> bool {
-        self.master.read().is_some()
+        self.replica.load(Relaxed)
     }
 }
 
@@ -521,6 +525,7 @@ pub fn replicaof(srv: &Server, target: Option<(String, u16)>) {
     let generation = f.generation.fetch_add(1, Relaxed) + 1;
     let was_replica = f.master.read().is_some();
     *f.master.write() = target.clone();
+    f.replica.store(target.is_some(), Relaxed);
     f.link_up.store(false, Relaxed);
     if let Some(c) = f.client.lock().take() {
         c.kill();

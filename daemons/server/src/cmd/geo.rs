@@ -297,48 +297,50 @@ struct Search<'a> {
 
 /// # Format
 /// `GEORADIUS key longitude latitude radius M|KM|FT|MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC|DESC] [STORE key] [STOREDIST key]`
+/// (also GEORADIUS_RO, without STORE)
 fn georadius(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    let ro = a[0].len() > 9;
     if a.len() < 6 {
         return Err(SYNTAX);
     }
     let center = lon_lat(&a[2..4])?;
-    let (r, to_m) = radius(a[4], a[5])?;
-    let mut s = search_defaults(to_m);
+    let mut s = search_defaults(1.0);
     s.center = Some(center);
-    s.shape = Some(Shape::Radius(r * to_m));
-    options(
-        ctx,
-        a,
-        6,
-        &mut s,
-        if ro { Kind::RadiusRo } else { Kind::Radius },
-    )?;
-    run(ctx, a[1], s, "STORE option in GEORADIUS")
+    radius_search(ctx, a, s, 4)
 }
 
 /// # Format
 /// `GEORADIUSBYMEMBER key member radius M|KM|FT|MI [...]` (options as GEORADIUS)
 fn georadiusbymember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    let ro = a[0].len() > 17;
     if a.len() < 5 {
         return Err(SYNTAX);
     }
-    let exists = zset(ctx, a[1])?.is_some();
     let mut s = search_defaults(1.0);
-    if exists {
+    // a missing key answers empty whatever the member (as Redis)
+    if zset(ctx, a[1])?.is_some() {
         s.from_member = Some(a[2]);
-        let (r, to_m) = radius(a[3], a[4])?;
+    }
+    radius_search(ctx, a, s, 3)
+}
+
+/// The GEORADIUS family after its centre: `radius unit` at `at`, then options.
+fn radius_search<'a>(
+    ctx: &mut Ctx<'_, '_>,
+    a: &[&'a [u8]],
+    mut s: Search<'a>,
+    at: usize,
+) -> CmdResult {
+    if s.center.is_some() || s.from_member.is_some() {
+        let (r, to_m) = radius(a[at], a[at + 1])?;
         s.to_m = to_m;
         s.shape = Some(Shape::Radius(r * to_m));
     }
-    options(
-        ctx,
-        a,
-        5,
-        &mut s,
-        if ro { Kind::RadiusRo } else { Kind::Radius },
-    )?;
+    let read_only = a[0].len() >= 3 && a[0][a[0].len() - 3..].eq_ignore_ascii_case(b"_ro");
+    let kind = if read_only {
+        Kind::RadiusRo
+    } else {
+        Kind::Radius
+    };
+    options(ctx, a, at + 2, &mut s, kind)?;
     run(ctx, a[1], s, "STORE option in GEORADIUS")
 }
 

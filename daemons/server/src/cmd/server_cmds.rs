@@ -368,20 +368,19 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
                 .repl
                 .set_limit(rt.repl_backlog_size as usize);
         }
-        "min-replicas-to-write" | "min-slaves-to-write" => {
-            rt.min_replicas_to_write = int_range(num()?)?;
-            srv.repl_policy
-                .min_to_write
-                .store(rt.min_replicas_to_write, Relaxed);
-            drop(rt);
-            crate::repl::refresh_good(srv);
-            return Ok(());
-        }
-        "min-replicas-max-lag" | "min-slaves-max-lag" => {
-            rt.min_replicas_max_lag = int_range(num()?)?;
-            srv.repl_policy
-                .max_lag
-                .store(rt.min_replicas_max_lag, Relaxed);
+        "min-replicas-to-write"
+        | "min-slaves-to-write"
+        | "min-replicas-max-lag"
+        | "min-slaves-max-lag" => {
+            let n = int_range(num()?)?;
+            let p = &srv.repl_policy;
+            if name.ends_with("to-write") {
+                rt.min_replicas_to_write = n;
+                p.min_to_write.store(n, Relaxed);
+            } else {
+                rt.min_replicas_max_lag = n;
+                p.max_lag.store(n, Relaxed);
+            }
             drop(rt);
             crate::repl::refresh_good(srv);
             return Ok(());
