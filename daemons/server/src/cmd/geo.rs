@@ -176,19 +176,18 @@ fn geoadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if !(a.len() - i).is_multiple_of(3) || (nx && xx) || i == a.len() {
         return Err(SYNTAX);
     }
-    let mut scores = Vec::new();
+    let mut pairs = Vec::with_capacity((a.len() - i) / 3);
     for t in a[i..].chunks(3) {
         let (lon, lat) = lon_lat(t)?;
-        scores.push(encode(lon, lat, (LAT_MIN, LAT_MAX)).to_string());
+        pairs.push((encode(lon, lat, (LAT_MIN, LAT_MAX)) as f64, t[2]));
     }
-    let mut args: Vec<&[u8]> = vec![b"zadd"];
-    args.extend_from_slice(&a[1..i]);
-    for (t, s) in a[i..].chunks(3).zip(&scores) {
-        args.push(s.as_bytes());
-        args.push(t[2]);
-    }
-    let zadd = super::zset::handler("zadd").expect("zadd");
-    zadd(ctx, &args)
+    let flags = super::zset::AddFlags {
+        nx,
+        xx,
+        ch: a[2..i].iter().any(|o| is(o, "ch")),
+        ..Default::default()
+    };
+    super::zset::add_parsed(ctx, a[1], flags, pairs)
 }
 
 /// # Format

@@ -286,7 +286,44 @@ fn zadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     for p in rest.chunks(2) {
         pairs.push((util::parse_f64(p[0]).ok_or(NOT_FLOAT)?, p[1]));
     }
-    if xx && ctx.db.zset(a[1])?.is_none() {
+    let flags = AddFlags {
+        nx,
+        xx,
+        gt,
+        lt,
+        ch,
+        incr,
+    };
+    add_parsed(ctx, a[1], flags, pairs)
+}
+
+/// ZADD's options (checked for conflicts by the caller).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AddFlags {
+    pub nx: bool,
+    pub xx: bool,
+    pub gt: bool,
+    pub lt: bool,
+    pub ch: bool,
+    pub incr: bool,
+}
+
+/// ZADD after parsing (GEOADD comes here with its geohash scores).
+pub fn add_parsed(
+    ctx: &mut Ctx<'_, '_>,
+    key: &[u8],
+    flags: AddFlags,
+    pairs: Vec<(f64, &[u8])>,
+) -> CmdResult {
+    let AddFlags {
+        nx,
+        xx,
+        gt,
+        lt,
+        ch,
+        incr,
+    } = flags;
+    if xx && ctx.db.zset(key)?.is_none() {
         if incr {
             ctx.null()
         } else {
@@ -294,7 +331,7 @@ fn zadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
         return Ok(());
     }
-    let z = ctx.db.zset_or_new(a[1])?;
+    let z = ctx.db.zset_or_new(key)?;
     let (mut added, mut changed) = (0, 0);
     let mut incr_result = None;
     for (score, m) in pairs {
@@ -307,7 +344,7 @@ fn zadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             if incr {
                 new = c + score;
                 if new.is_nan() {
-                    ctx.db.remove_if_empty(a[1]);
+                    ctx.db.remove_if_empty(key);
                     return Err(err("ERR resulting score is not a number (NaN)"));
                 }
             }
@@ -328,7 +365,7 @@ fn zadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             incr_result = Some(new);
         }
     }
-    ctx.db.remove_if_empty(a[1]);
+    ctx.db.remove_if_empty(key);
     if added + changed > 0 {
         ctx.dirty += 1;
     }
