@@ -631,18 +631,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "sorted-set"
     ),
     cmd!("zscan", -3, READONLY, K1, "sorted-set"),
-];
-
-const NK2: Keys = NumKeys {
-    fixed: 0,
-    numkeys_at: 2,
-};
-
-/// Redis 7.0 commands kvfleet-server does not run yet. Proxies route them
-/// (to `redis-server` backends, which do); the server answers them with
-/// Redis's unknown-command error. Rows move to [`COMMANDS`] as the server
-/// learns them.
-pub static EXTRA_COMMANDS: &[CommandSpec] = &[
+    // scripting
     cmd!("eval", -3, NOSCRIPT | STALE, NK2, "scripting"),
     cmd!("evalsha", -3, NOSCRIPT | STALE, NK2, "scripting"),
     cmd!("eval_ro", -3, NOSCRIPT | STALE | READONLY, NK2, "scripting"),
@@ -663,6 +652,18 @@ pub static EXTRA_COMMANDS: &[CommandSpec] = &[
     ),
     cmd!("script", -2, NOSCRIPT, N, "scripting"),
     cmd!("function", -2, NOSCRIPT, N, "scripting"),
+];
+
+const NK2: Keys = NumKeys {
+    fixed: 0,
+    numkeys_at: 2,
+};
+
+/// Redis 7.0 commands kvfleet-server does not run yet. Proxies route them
+/// (to `redis-server` backends, which do); the server answers them with
+/// Redis's unknown-command error. Rows move to [`COMMANDS`] as the server
+/// learns them.
+pub static EXTRA_COMMANDS: &[CommandSpec] = &[
     cmd!("xadd", -5, WRITE | DENYOOM | FAST, K1, "stream"),
     cmd!("xrange", -4, READONLY, K1, "stream"),
     cmd!("xrevrange", -4, READONLY, K1, "stream"),

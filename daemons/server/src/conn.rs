@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::cmd::{self, ConnState};
+use crate::script::Gate;
 use crate::server::{ClientHandle, Server};
 use kvfleet_resp::{Limits, RequestParser, encode};
 
@@ -73,8 +74,10 @@ async fn conn_loop(
     let mut argv_store: Vec<&'static [u8]> = Vec::new();
     let handle = conn.handle.clone();
     loop {
-        // a command held by CLIENT PAUSE or FAILOVER stays in `inbuf`
+        // a command held by CLIENT PAUSE or FAILOVER, or while a long script
+        // runs, stays in `inbuf`
         let mut held = false;
+        let mut held_by_script = false;
         // Run every complete request in the buffer.
         conn.now_ms = crate::util::now_ms();
         conn.clock = std::time::Instant::now();
@@ -92,6 +95,26 @@ async fn conn_loop(
                             argv_store = park(argv);
                             held = true;
                             break;
+                        }
+                        if srv.scripts.gate_engaged() && !conn.from_master {
+                            match srv.scripts.gate(srv, &argv) {
+                                Gate::Run => {}
+                                Gate::Hold => {
+                                    argv_store = park(argv);
+                                    held_by_script = true;
+                                    break;
+                                }
+                                Gate::Busy(e) => {
+                                    if conn.multi.is_some() {
+                                        conn.multi_err = true;
+                                    }
+                                    srv.stats.errors.fetch_add(1, Relaxed);
+                                    encode::error(&mut out, e.0.as_bytes());
+                                    argv_store = park(argv);
+                                    inbuf.advance(n);
+                                    continue;
+                                }
+                            }
                         }
                         cmd::dispatch(srv, conn, &mut out, &argv);
                         if conn.block.is_some() {
@@ -134,6 +157,12 @@ async fn conn_loop(
         flush(stream, &mut out, srv, &handle).await?;
         if held {
             if !srv.pause.wait(&handle.kill).await {
+                return Ok(());
+            }
+            continue;
+        }
+        if held_by_script {
+            if !srv.scripts.wait(&handle.kill).await {
                 return Ok(());
             }
             continue;

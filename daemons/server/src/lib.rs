@@ -4,7 +4,8 @@
 //! parse, batch replies) → [`cmd`] (table lookup, locking, handlers in
 //! `cmd/<family>.rs`) → [`db`] (slot tables, values, expiry). Beside it:
 //! [`persist`] (forkless snapshots, RDB, the write stream and AOF),
-//! [`repl`] (PSYNC replication, both sides), [`failover`] and [`pause`].
+//! [`repl`] (PSYNC replication, both sides), [`failover`], [`pause`] and
+//! [`script`] (Lua: EVAL and function libraries).
 
 pub mod alloc;
 pub mod cmd;
@@ -19,6 +20,7 @@ pub mod pause;
 pub mod persist;
 pub mod priority;
 pub mod repl;
+pub mod script;
 pub mod server;
 pub mod util;
 

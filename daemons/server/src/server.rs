@@ -188,6 +188,8 @@ pub struct Server {
     pub persist: crate::persist::Persist,
     pub repl_policy: crate::repl::Policy,
     pub pause: crate::pause::Pause,
+    /// The Lua interpreter, script cache, libraries, and the running script's state.
+    pub scripts: crate::script::Scripting,
     pub failover: crate::failover::Failover,
     /// SHUTDOWN asks the listener to stop; `shutdown_saved` says it already
     /// saved (or was told not to), so the exit path does not save again.
@@ -224,6 +226,7 @@ impl Server {
         Arc::new_cyclic(|me| Server {
             repl_policy: crate::repl::Policy::new(cfg),
             pause: Default::default(),
+            scripts: Default::default(),
             failover: Default::default(),
             shutdown: Notify::new(),
             shutdown_saved: AtomicBool::new(false),

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod list;
 pub mod multi;
 pub mod pubsub;
+pub mod scripting;
 pub mod server_cmds;
 pub mod set;
 pub mod sort;
@@ -67,6 +68,8 @@ pub const NEEDS_ALL_SLOTS: CmdError = CmdError(Cow::Borrowed("ERR internal: need
 pub fn may_reach_undeclared(name: &str, args: &[&[u8]]) -> bool {
     match name {
         "sort" | "sort_ro" => args.len() > 2,
+        // a script may touch keys it did not declare
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => true,
         "georadius" | "georadiusbymember" => args
             .iter()
             .any(|a| a.eq_ignore_ascii_case(b"store") || a.eq_ignore_ascii_case(b"storedist")),
@@ -252,6 +255,16 @@ impl<'s> Keys<'s> {
     /// Whether this command holds every slot's lock.
     pub fn all_locked(&self) -> bool {
         self.all_locked
+    }
+
+    /// Lends the held guards to a script's inner commands.
+    pub(crate) fn take_guards(&mut self) -> Guards<'s> {
+        std::mem::take(&mut self.guards)
+    }
+
+    /// Takes back the guards (with any slots the script locked since).
+    pub(crate) fn put_guards(&mut self, g: Guards<'s>) {
+        self.guards = g;
     }
 
     /// Visits every slot, using the held guards when all are locked.
@@ -512,6 +525,7 @@ pub fn handler(name: &str) -> Option<Handler> {
                 .or_else(|| sort::handler(n))
                 .or_else(|| geo::handler(n))
                 .or_else(|| introspect::handler(n))
+                .or_else(|| scripting::handler(n))
                 .or_else(|| hash::handler(n))
                 .or_else(|| list::handler(n))
                 .or_else(|| set::handler(n))
@@ -739,13 +753,19 @@ fn execute<'s>(
     let mut held = held;
     let (guards, all_locked) = match &mut held {
         Some((g, all)) => (std::mem::take(*g), *all),
-        None => (
-            slots
-                .iter()
-                .map(|&s| (s, srv.db.slots[s as usize].lock()))
-                .collect(),
-            false,
-        ),
+        None => {
+            let mut g = Guards::new();
+            for &s in &slots {
+                match lock_slot(srv, s) {
+                    Ok(l) => g.push((s, l)),
+                    Err(e) => {
+                        conn.slots_buf = slots;
+                        return Err(e);
+                    }
+                }
+            }
+            (g, false)
+        }
     };
     conn.slots_buf = slots;
     let now = conn.now_ms;
@@ -809,6 +829,24 @@ fn execute<'s>(
         }
     }
     r
+}
+
+/// Locks one slot. A slot held past `busy-reply-threshold` by a running
+/// script answers BUSY instead of blocking this worker thread on it.
+#[inline]
+fn lock_slot(srv: &Server, s: u16) -> Result<MutexGuard<'_, Slot>, CmdError> {
+    let m = &srv.db.slots[s as usize];
+    if let Some(g) = m.try_lock() {
+        return Ok(g);
+    }
+    loop {
+        if let Some(g) = m.try_lock_for(std::time::Duration::from_millis(2)) {
+            return Ok(g);
+        }
+        if srv.scripts.state.busy() {
+            return Err(srv.scripts.state.busy_error());
+        }
+    }
 }
 
 /// Adds a connection's batched command counts to the shared counters.

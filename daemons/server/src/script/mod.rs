@@ -1,0 +1,1005 @@
+//! Lua scripting: one Lua 5.1 interpreter per server (as Redis has), the
+//! script cache, function libraries, and the run state other connections
+//! consult while a script runs.
+//!
+//! A script runs inside its command's handler, with the slots of its
+//! declared keys locked (decision 0009). Its `redis.call`s go through the
+//! same `cmd::run` path as EXEC's queued commands, with those guards held;
+//! a key outside them is taken with a try-lock, and before the script's
+//! first write a miss makes the whole script run again with every slot
+//! locked instead.
+
+pub mod bit;
+pub mod cjson;
+pub mod functions;
+pub mod msgpack;
+pub mod reply;
+pub mod structlib;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+use crate::cmd::{CmdError, Ctx, Guards, err};
+use crate::server::Server;
+use kvfleet_model::commands::{COMMANDS, flag};
+
+/// How often (in VM instructions) a running script checks for SCRIPT KILL
+/// and for having run long enough to hold other clients.
+const HOOK_EVERY: u32 = 100_000;
+/// A script running this long makes other clients' commands wait in their
+/// buffers (and, past `busy-reply-threshold`, answer BUSY) instead of
+/// blocking worker threads on its slot locks.
+const GATE_AFTER_MS: u64 = 20;
+
+pub const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
+const BUSY_EVAL: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+
+/// Shebang / registration flags (Redis 7).
+pub mod sflag {
+    pub const NO_WRITES: u8 = 1;
+    pub const ALLOW_OOM: u8 = 2;
+    pub const ALLOW_STALE: u8 = 4;
+    pub const NO_CLUSTER: u8 = 8;
+    pub const ALLOW_CROSS_SLOT: u8 = 16;
+    /// An EVAL body without a shebang: Redis 6 rules.
+    pub const COMPAT: u8 = 128;
+    pub const NAMES: &[(u8, &str)] = &[
+        (NO_WRITES, "no-writes"),
+        (ALLOW_OOM, "allow-oom"),
+        (ALLOW_STALE, "allow-stale"),
+        (NO_CLUSTER, "no-cluster"),
+        (ALLOW_CROSS_SLOT, "allow-cross-slot-keys"),
+    ];
+}
+
+/// What other connections see of the running script (if any).
+pub struct RunState {
+    epoch: Instant,
+    /// ms since `epoch` + 1 when the running script began; 0 when none runs.
+    started: AtomicU64,
+    /// It has run past [`GATE_AFTER_MS`]: other clients go through [`Scripting::gate`].
+    gate: AtomicBool,
+    kill: AtomicBool,
+    /// It has written: SCRIPT KILL refuses (UNKILLABLE).
+    wrote: AtomicBool,
+    eval: AtomicBool,
+    from_master: AtomicBool,
+    /// The kill hook fires on every instruction (so `pcall` cannot swallow it).
+    hook_fast: AtomicBool,
+    pub threshold_ms: AtomicU64,
+    done: Notify,
+}
+
+impl RunState {
+    fn elapsed_ms(&self) -> Option<u64> {
+        match self.started.load(Relaxed) {
+            0 => None,
+            s => Some((self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(s)),
+        }
+    }
+
+    /// A script has run past `busy-reply-threshold`.
+    pub fn busy(&self) -> bool {
+        let t = self.threshold_ms.load(Relaxed);
+        t > 0 && self.elapsed_ms().is_some_and(|e| e >= t)
+    }
+
+    pub fn busy_error(&self) -> CmdError {
+        err(if self.eval.load(Relaxed) {
+            BUSY_EVAL
+        } else {
+            BUSY_FUNCTION
+        })
+    }
+}
+
+/// What the gate decides for a command arriving while a long script runs.
+pub enum Gate {
+    Run,
+    Hold,
+    Busy(CmdError),
+}
+
+/// A cached EVAL body.
+pub struct Script {
+    pub body: Box<[u8]>,
+    pub func: Function,
+    pub flags: u8,
+    /// It touched keys it did not declare: later runs lock every slot at once.
+    pub undeclared: bool,
+}
+
+pub struct Engine {
+    pub lua: Lua,
+    /// Hidden per-run state shared with the prelude (`op`, `running`, `err`).
+    k: Table,
+    run: Function,
+    /// The read-only globals scripts run in, and the table behind it
+    /// (KEYS and ARGV are set there per run).
+    pub env: Table,
+    visible: Table,
+    /// The real `redis` table: `call`/`pcall` are bound per run.
+    redis: Table,
+    /// What `call`/`pcall` are between runs.
+    call_outside: Function,
+    pub scripts: HashMap<[u8; 40], Script>,
+    pub scripts_mem: usize,
+    pub libs: functions::Libraries,
+}
+
+pub struct Scripting {
+    engine: Mutex<Option<Engine>>,
+    pub state: Arc<RunState>,
+}
+
+impl Default for Scripting {
+    fn default() -> Self {
+        Scripting {
+            engine: Mutex::new(None),
+            state: Arc::new(RunState {
+                epoch: Instant::now(),
+                started: AtomicU64::new(0),
+                gate: AtomicBool::new(false),
+                kill: AtomicBool::new(false),
+                wrote: AtomicBool::new(false),
+                eval: AtomicBool::new(true),
+                from_master: AtomicBool::new(false),
+                hook_fast: AtomicBool::new(false),
+                threshold_ms: AtomicU64::new(5000),
+                done: Notify::new(),
+            }),
+        }
+    }
+}
+
+pub type EngineGuard<'a> = parking_lot::MappedMutexGuard<'a, Engine>;
+
+impl Scripting {
+    /// The interpreter, created on first use. While another script runs this
+    /// waits in short steps, answering BUSY once that one is past the threshold.
+    pub fn engine(&self) -> Result<EngineGuard<'_>, CmdError> {
+        let mut g = match self.engine.try_lock() {
+            Some(g) => g,
+            None => loop {
+                if let Some(g) = self.engine.try_lock_for(Duration::from_millis(2)) {
+                    break g;
+                }
+                if self.state.busy() {
+                    return Err(self.state.busy_error());
+                }
+            },
+        };
+        if g.is_none() {
+            *g = Some(Engine::new(self.state.clone()).map_err(|e| err(format!("ERR {e}")))?);
+        }
+        Ok(MutexGuard::map(g, |e| e.as_mut().expect("just created")))
+    }
+
+    /// One relaxed load: whether a long script is running.
+    #[inline]
+    pub fn gate_engaged(&self) -> bool {
+        self.state.gate.load(Relaxed)
+    }
+
+    /// Decides for a command arriving while a long script runs.
+    #[cold]
+    pub fn gate(&self, srv: &Server, args: &[&[u8]]) -> Gate {
+        if self.state.started.load(Relaxed) == 0 {
+            return Gate::Run;
+        }
+        if allowed_while_busy(srv, args) {
+            return Gate::Run;
+        }
+        if self.state.busy() {
+            Gate::Busy(self.state.busy_error())
+        } else {
+            Gate::Hold
+        }
+    }
+
+    /// Waits until the running script ends or passes the busy threshold.
+    pub async fn wait(&self, kill: &Notify) -> bool {
+        let done = self.state.done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        let Some(elapsed) = self.state.elapsed_ms() else {
+            return true;
+        };
+        let left = self
+            .state
+            .threshold_ms
+            .load(Relaxed)
+            .saturating_sub(elapsed)
+            .max(1);
+        tokio::select! {
+            _ = done => true,
+            _ = tokio::time::sleep(Duration::from_millis(left)) => true,
+            _ = kill.notified() => false,
+        }
+    }
+
+    /// SCRIPT KILL / FUNCTION KILL.
+    pub fn kill(&self, eval: bool) -> Result<(), CmdError> {
+        let s = &self.state;
+        if s.started.load(Relaxed) == 0 {
+            return Err(err("NOTBUSY No scripts in execution right now."));
+        }
+        if s.from_master.load(Relaxed) {
+            return Err(err(
+                "UNKILLABLE The busy script was sent by a master instance in the context of replication and cannot be killed.",
+            ));
+        }
+        if s.wrote.load(Relaxed) {
+            return Err(err(
+                "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
+            ));
+        }
+        match (eval, s.eval.load(Relaxed)) {
+            (true, false) => return Err(err(BUSY_FUNCTION)),
+            (false, true) => return Err(err(BUSY_EVAL)),
+            _ => {}
+        }
+        s.kill.store(true, Relaxed);
+        Ok(())
+    }
+
+    /// Whether a script is running now (INFO, FUNCTION STATS).
+    pub fn running(&self) -> bool {
+        self.state.started.load(Relaxed) != 0
+    }
+}
+
+/// Redis's "allow-busy" commands: what a client may still do while a script
+/// is past the threshold.
+fn allowed_while_busy(srv: &Server, args: &[&[u8]]) -> bool {
+    let Some(i) = srv.lookup(args[0]) else {
+        return true; // the unknown-command error, at once
+    };
+    let sub = |s: &str| {
+        args.get(1)
+            .is_some_and(|a| a.eq_ignore_ascii_case(s.as_bytes()))
+    };
+    match COMMANDS[i].name {
+        "auth" | "discard" | "hello" | "multi" | "quit" | "replconf" | "reset" | "shutdown"
+        | "unwatch" | "watch" => true,
+        "script" => sub("kill"),
+        "function" => sub("kill") || sub("stats"),
+        _ => false,
+    }
+}
+
+fn hook(
+    state: Arc<RunState>,
+) -> impl Fn(&Lua, &mlua::debug::Debug<'_>) -> mlua::Result<VmState> + Send {
+    move |lua, _| {
+        if state.kill.load(Relaxed) {
+            if !state.hook_fast.swap(true, Relaxed) {
+                // from now on every instruction fails, so pcall cannot catch it for long
+                let _ = lua.set_hook(
+                    HookTriggers::new().every_nth_instruction(1),
+                    hook(state.clone()),
+                );
+            }
+            return Err(mlua::Error::runtime(KILLED));
+        }
+        if !state.gate.load(Relaxed) && state.elapsed_ms().unwrap_or(0) >= GATE_AFTER_MS {
+            state.gate.store(true, Relaxed);
+        }
+        Ok(VmState::Continue)
+    }
+}
+
+/// The prelude's chunk name: its frames are skipped in error positions.
+const PRELUDE: &str = "=kvfleet";
+
+const KILLED: &str = "Script killed by user with SCRIPT KILL...";
+
+/// Redis's 48-bit generator (rand.c), so `math.random` has Redis's sequence shape.
+struct Lrand48(u64);
+
+impl Lrand48 {
+    const MAX: u64 = i32::MAX as u64;
+    fn seed(&mut self, s: i32) {
+        self.0 = ((s as u32 as u64) << 16) | 0x330E;
+    }
+    fn next(&mut self) -> f64 {
+        self.0 = (self.0.wrapping_mul(0x5DEECE66D).wrapping_add(0xB)) & ((1 << 48) - 1);
+        let r = self.0 >> 17;
+        (r % Self::MAX) as f64 / Self::MAX as f64
+    }
+}
+
+/// Raises Redis's error table `{err = msg}` from a Rust function: the table
+/// waits in `K.err` for the prelude's handlers (Rust raises userdata).
+fn raise(lua: &Lua, k: &Table, msg: &str) -> mlua::Error {
+    if let Ok(t) = lua.create_table() {
+        let _ = t.raw_set("err", msg);
+        let _ = k.raw_set("err", t);
+    }
+    mlua::Error::runtime(msg.to_string())
+}
+
+/// `(int) lua_tonumber(v)`, as Redis reads its numeric arguments.
+fn c_int(lua: &Lua, v: Value) -> i64 {
+    lua.coerce_number(v)
+        .ok()
+        .flatten()
+        .map_or(0, |n| reply::c_i64(n.trunc()))
+}
+
+/// The redis.* functions that may raise (a Lua wrapper would lose the
+/// caller's frame to a tail call, and with it the error's line).
+fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
+    let kk = k.clone();
+    api.set(
+        "call_outside",
+        lua.create_function(move |lua, _: MultiValue| -> mlua::Result<()> {
+            Err(raise(
+                lua,
+                &kk,
+                "ERR redis.call/pcall can only be called inside a script invocation",
+            ))
+        })?,
+    )?;
+    let kk = k.clone();
+    api.set(
+        "sha1hex",
+        lua.create_function(move |lua, a: MultiValue| {
+            if a.len() != 1 {
+                return Err(raise(lua, &kk, "ERR wrong number of arguments"));
+            }
+            let s = lua.coerce_string(a[0].clone())?;
+            let bytes = s.map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+            lua.create_string(sha1_smol::Sha1::from(&bytes[..]).digest().to_string())
+        })?,
+    )?;
+    let kk = k.clone();
+    api.set(
+        "log",
+        lua.create_function(move |lua, a: MultiValue| {
+            if a.len() < 2 {
+                return Err(raise(
+                    lua,
+                    &kk,
+                    "ERR redis.log() requires two arguments or more.",
+                ));
+            }
+            if lua.coerce_number(a[0].clone()).ok().flatten().is_none() {
+                return Err(raise(
+                    lua,
+                    &kk,
+                    "ERR First argument must be a number (log level).",
+                ));
+            }
+            let level = c_int(lua, a[0].clone());
+            if !(0..=3).contains(&level) {
+                return Err(raise(lua, &kk, "ERR Invalid debug level."));
+            }
+            let mut msg = String::new();
+            for v in a.iter().skip(1) {
+                if let Ok(Some(s)) = lua.coerce_string(v.clone()) {
+                    if !msg.is_empty() {
+                        msg.push(' ');
+                    }
+                    msg.push_str(&s.to_string_lossy());
+                }
+            }
+            match level {
+                0 | 1 => tracing::debug!(target: "script", "{msg}"),
+                2 => tracing::info!(target: "script", "{msg}"),
+                _ => tracing::warn!(target: "script", "{msg}"),
+            }
+            Ok(())
+        })?,
+    )?;
+    // setresp, set_repl, acl_check_cmd: checked here, carried out by K.op
+    let kk = k.clone();
+    api.set(
+        "setresp",
+        lua.create_function(move |lua, a: MultiValue| {
+            let op: Option<Function> = kk.raw_get("op")?;
+            let Some(op) = op else {
+                return Err(raise(
+                    lua,
+                    &kk,
+                    "ERR redis.setresp can only be called inside a script invocation",
+                ));
+            };
+            if a.len() != 1 {
+                return Err(raise(
+                    lua,
+                    &kk,
+                    "ERR redis.setresp() requires one argument.",
+                ));
+            }
+            let n = c_int(lua, a[0].clone());
+            if n != 2 && n != 3 {
+                return Err(raise(lua, &kk, "ERR RESP version must be 2 or 3."));
+            }
+            op.call::<()>((3, n))
+        })?,
+    )?;
+    let kk = k.clone();
+    api.set(
+        "set_repl",
+        lua.create_function(move |lua, a: MultiValue| {
+            let op: Option<Function> = kk.raw_get("op")?;
+            let Some(op) = op else {
+                return Err(raise(lua, &kk, "ERR redis.set_repl can only be called inside a script invocation"));
+            };
+            if a.len() != 1 {
+                return Err(raise(lua, &kk, "ERR redis.set_repl() requires two arguments."));
+            }
+            let n = c_int(lua, a[0].clone());
+            if !(0..=3).contains(&n) {
+                return Err(raise(
+                    lua,
+                    &kk,
+                    "ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                ));
+            }
+            op.call::<()>((4, n))
+        })?,
+    )?;
+    let kk = k.clone();
+    api.set(
+        "acl_check_cmd",
+        lua.create_function(move |lua, a: MultiValue| {
+            let op: Option<Function> = kk.raw_get("op")?;
+            let Some(op) = op else {
+                return Err(raise(
+                    lua,
+                    &kk,
+                    "ERR redis.acl_check_cmd can only be called inside a script invocation",
+                ));
+            };
+            if a.is_empty() {
+                return Err(raise(
+                    lua,
+                    &kk,
+                    "ERR Please specify at least one argument for this redis lib call",
+                ));
+            }
+            let known: bool = op.call((5, a[0].clone()))?;
+            if !known {
+                return Err(raise(
+                    lua,
+                    &kk,
+                    "ERR Invalid command passed to redis.acl_check_cmd()",
+                ));
+            }
+            Ok(true)
+        })?,
+    )?;
+    functions::register_api(lua, k, api)
+}
+
+impl Engine {
+    fn new(state: Arc<RunState>) -> mlua::Result<Engine> {
+        let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH;
+        let lua = Lua::new_with(libs, LuaOptions::default())?;
+        let k = lua.create_table()?;
+        let api = lua.create_table()?;
+        redis_api(&lua, &k, &api)?;
+        let rng = Arc::new(Mutex::new(Lrand48(0x1234_ABCD_330E)));
+        let r = rng.clone();
+        api.set(
+            "random",
+            lua.create_function(move |_, ()| Ok(r.lock().next()))?,
+        )?;
+        api.set(
+            "randomseed",
+            lua.create_function(move |_, s: i64| {
+                rng.lock().seed(s as i32);
+                Ok(())
+            })?,
+        )?;
+        api.set(
+            "where",
+            lua.create_function(|lua, ()| {
+                // the innermost frame that is neither C nor this prelude
+                for level in 1.. {
+                    let Some((what, src, line)) = lua.inspect_stack(level, |d| {
+                        let s = d.source();
+                        let src = s.source.map(|c| c.into_owned());
+                        (s.what, src, d.current_line())
+                    }) else {
+                        break;
+                    };
+                    if what != "C" && src.as_deref() != Some(PRELUDE) {
+                        return Ok((src, line));
+                    }
+                }
+                Ok((None, None))
+            })?,
+        )?;
+        api.set("cjson", cjson::open(&lua)?)?;
+        api.set("cmsgpack", msgpack::open(&lua)?)?;
+        api.set("bit", bit::open(&lua)?)?;
+        api.set("struct", structlib::open(&lua)?)?;
+        let call_outside: Function = api.get("call_outside")?;
+        let (env, visible, redis, run): (Table, Table, Table, Function) = lua
+            .load(include_str!("prelude.lua"))
+            .set_name(PRELUDE)
+            .call((k.clone(), api, crate::REDIS_VERSION, version_num()))?;
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            hook(state),
+        )?;
+        Ok(Engine {
+            lua,
+            k,
+            run,
+            env,
+            visible,
+            redis,
+            call_outside,
+            scripts: HashMap::new(),
+            scripts_mem: 0,
+            libs: functions::Libraries::default(),
+        })
+    }
+
+    /// Compiles an EVAL body (or finds it cached): its sha.
+    pub fn load_eval(&mut self, body: &[u8]) -> Result<[u8; 40], CmdError> {
+        let sha = sha1_hex(body);
+        if self.scripts.contains_key(&sha) {
+            return Ok(sha);
+        }
+        let (flags, skip) = parse_shebang(body)?;
+        let func = self
+            .lua
+            .load(&body[skip..])
+            .set_name("@user_script")
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| {
+                err(format!(
+                    "ERR Error compiling script (new function): {}",
+                    lua_message(&e)
+                ))
+            })?;
+        self.scripts_mem += body.len() + 64;
+        self.scripts.insert(
+            sha,
+            Script {
+                body: body.into(),
+                func,
+                flags,
+                undeclared: false,
+            },
+        );
+        Ok(sha)
+    }
+
+    /// SCRIPT FLUSH: drops every cached EVAL body.
+    pub fn flush_scripts(&mut self) {
+        self.scripts.clear();
+        self.scripts_mem = 0;
+        let _ = self.lua.gc_collect();
+    }
+}
+
+fn version_num() -> i64 {
+    let mut n = 0;
+    for p in crate::REDIS_VERSION.split('.') {
+        n = n * 256 + p.parse::<i64>().unwrap_or(0);
+    }
+    n
+}
+
+pub fn sha1_hex(body: &[u8]) -> [u8; 40] {
+    let hex = sha1_smol::Sha1::from(body).digest().to_string();
+    let mut out = [0u8; 40];
+    out.copy_from_slice(hex.as_bytes());
+    out
+}
+
+/// The text Lua gave for a compile or runtime error.
+pub fn lua_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => lua_message(cause),
+        other => other.to_string(),
+    }
+}
+
+/// `#!lua flags=a,b` at the top of an EVAL body: its flags, and how many
+/// bytes to skip (the line feed stays, so line numbers hold).
+pub fn parse_shebang(body: &[u8]) -> Result<(u8, usize), CmdError> {
+    if !body.starts_with(b"#!") {
+        return Ok((sflag::COMPAT, 0));
+    }
+    let Some(end) = body.iter().position(|&b| b == b'\n') else {
+        return Err(err("ERR Invalid script shebang"));
+    };
+    let line = String::from_utf8_lossy(&body[..end]);
+    let mut parts = line.split_ascii_whitespace();
+    let engine = parts.next().unwrap_or("");
+    if engine != "#!lua" {
+        return Err(err(format!(
+            "ERR Unexpected engine in script shebang: {engine}"
+        )));
+    }
+    let mut flags = 0;
+    for p in parts {
+        let Some(list) = p.strip_prefix("flags=") else {
+            return Err(err(format!("ERR Unknown lua shebang option: {p}")));
+        };
+        for f in list.split(',').filter(|f| !f.is_empty()) {
+            match sflag::NAMES.iter().find(|(_, n)| *n == f) {
+                Some((b, _)) => flags |= b,
+                None => {
+                    return Err(err(format!("ERR Unexpected flag in script shebang: {f}")));
+                }
+            }
+        }
+    }
+    Ok((flags, end))
+}
+
+/// How one run is set up.
+pub struct RunSpec<'a> {
+    /// The sha (EVAL) or function name, for error messages.
+    pub name: &'a str,
+    pub eval: bool,
+    pub flags: u8,
+    /// `*_RO` command, or a `no-writes` script.
+    pub read_only: bool,
+    pub keys: &'a [&'a [u8]],
+    pub args: &'a [&'a [u8]],
+}
+
+/// Why a run ended without a reply.
+pub enum RunError {
+    /// A key outside the locked slots was needed before any write: run
+    /// again with every slot locked.
+    NeedsAllSlots,
+    Failed(CmdError),
+}
+
+/// The state `redis.call` works on during one run.
+struct CallEnv<'a, 's> {
+    srv: &'s Server,
+    conn: &'a mut crate::cmd::ConnState,
+    guards: Guards<'s>,
+    all: bool,
+    /// Inner replies in RESP3 (`redis.setresp(3)`).
+    resp3: bool,
+    read_only: bool,
+    wrote: bool,
+    needs_all: bool,
+    scratch: bytes::BytesMut,
+    argv: Vec<Vec<u8>>,
+}
+
+impl Engine {
+    /// Runs `func` for the command in `ctx`, writing its reply to `ctx.out`.
+    pub fn run(
+        &self,
+        ctx: &mut Ctx<'_, '_>,
+        func: &Function,
+        spec: &RunSpec<'_>,
+    ) -> Result<(), RunError> {
+        let lua = &self.lua;
+        let fail = |e: mlua::Error| RunError::Failed(err(format!("ERR {}", lua_message(&e))));
+        let strings = |items: &[&[u8]]| -> mlua::Result<Table> {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, s) in items.iter().enumerate() {
+                t.raw_set(i + 1, lua.create_string(s)?)?;
+            }
+            Ok(t)
+        };
+        let keys = strings(spec.keys).map_err(fail)?;
+        let args = strings(spec.args).map_err(fail)?;
+        if spec.eval {
+            self.visible.raw_set("KEYS", &keys).map_err(fail)?;
+            self.visible.raw_set("ARGV", &args).map_err(fail)?;
+        }
+        let state = &ctx.srv.scripts.state;
+        if state.hook_fast.swap(false, Relaxed) {
+            let _ = lua.set_hook(
+                HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+                hook(state.clone()),
+            );
+        }
+        state.kill.store(false, Relaxed);
+        state.wrote.store(false, Relaxed);
+        state.eval.store(spec.eval, Relaxed);
+        state.from_master.store(ctx.conn.from_master, Relaxed);
+        state
+            .started
+            .store(state.epoch.elapsed().as_millis() as u64 + 1, Relaxed);
+        let was_in_exec = std::mem::replace(&mut ctx.conn.in_exec, true);
+        let env = RefCell::new(CallEnv {
+            srv: ctx.srv,
+            conn: &mut *ctx.conn,
+            guards: ctx.db.take_guards(),
+            all: ctx.db.all_locked(),
+            resp3: false,
+            read_only: spec.read_only,
+            wrote: false,
+            needs_all: false,
+            scratch: bytes::BytesMut::new(),
+            argv: Vec::new(),
+        });
+        let result = lua.scope(|scope| {
+            let op = scope.create_function(|lua, a: MultiValue| op(&env, lua, a))?;
+            let k = &self.k;
+            let call_fn = scope.create_function(|lua, a: MultiValue| {
+                let (failed, v) = call(&mut env.borrow_mut(), lua, a.into_iter())?;
+                if failed {
+                    k.raw_set("err", v)?;
+                    return Err(mlua::Error::runtime("redis.call failed"));
+                }
+                Ok(v)
+            })?;
+            let pcall_fn = scope.create_function(|lua, a: MultiValue| {
+                call(&mut env.borrow_mut(), lua, a.into_iter()).map(|(_, v)| v)
+            })?;
+            k.raw_set("op", op)?;
+            k.raw_set("running", true)?;
+            self.redis.raw_set("call", call_fn)?;
+            self.redis.raw_set("pcall", pcall_fn)?;
+            let r = self
+                .run
+                .call::<(bool, Value)>((func, keys, args, !spec.eval));
+            k.raw_set("op", Value::Nil)?;
+            k.raw_set("running", Value::Nil)?;
+            k.raw_set("err", Value::Nil)?;
+            self.redis.raw_set("call", &self.call_outside)?;
+            self.redis.raw_set("pcall", &self.call_outside)?;
+            r
+        });
+        state.started.store(0, Relaxed);
+        if state.gate.swap(false, Relaxed) {
+            state.done.notify_waiters();
+        }
+        let killed = state.kill.swap(false, Relaxed);
+        let env = env.into_inner();
+        let (resp3, needs_all) = (env.resp3, env.needs_all);
+        ctx.db.put_guards(env.guards);
+        ctx.conn.in_exec = was_in_exec;
+        if !was_in_exec && !ctx.conn.feed_buf.is_empty() {
+            // the script's effects, atomic in the stream (slots still locked)
+            let mut cmds = Vec::with_capacity(ctx.conn.feed_buf.len() + 32);
+            cmds.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+            cmds.append(&mut ctx.conn.feed_buf);
+            cmds.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+            ctx.conn.woff = ctx.srv.persist.feed.append(&cmds);
+        }
+        if needs_all {
+            return Err(RunError::NeedsAllSlots);
+        }
+        match result {
+            Ok((true, v)) => {
+                let client_resp3 = ctx.conn.resp3;
+                reply::lua_to_resp(ctx.out, &v, client_resp3, resp3, 0);
+                Ok(())
+            }
+            Ok((false, e)) => Err(RunError::Failed(error_reply(&e, spec.name, killed))),
+            Err(e) => Err(RunError::Failed(err(format!(
+                "ERR Error running script {}, {}",
+                spec.name,
+                lua_message(&e)
+            )))),
+        }
+    }
+}
+
+/// The client's error line for a failed run: the error table's message,
+/// and where in the script it was raised.
+fn error_reply(e: &Value, name: &str, killed: bool) -> CmdError {
+    let Value::Table(t) = e else {
+        let msg = match e {
+            Value::String(s) => s.to_string_lossy(),
+            _ => "execution failure".to_string(),
+        };
+        return err(format!("ERR Error running script {name}, {msg:.100}"));
+    };
+    let mut msg = match t.raw_get::<Value>("err") {
+        Ok(Value::String(s)) => s.to_string_lossy(),
+        Ok(Value::Integer(i)) => i.to_string(),
+        Ok(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    if killed {
+        msg = format!("ERR {KILLED}");
+    }
+    let source = t
+        .raw_get::<Option<mlua::LuaString>>("source")
+        .ok()
+        .flatten();
+    let line = t.raw_get::<Value>("line").ok();
+    if let (Some(src), Some(line)) = (source, line) {
+        let line = match line {
+            Value::Integer(i) => i.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.to_string_lossy(),
+            _ => String::new(),
+        };
+        if !line.is_empty() {
+            msg = format!("{msg} script: {name}, on {}:{line}.", src.to_string_lossy());
+        }
+    }
+    err(msg.replace(['\r', '\n'], " "))
+}
+
+/// The callback behind `setresp` (3), `set_repl` (4) and `acl_check_cmd` (5).
+fn op(env: &RefCell<CallEnv<'_, '_>>, _lua: &Lua, a: MultiValue) -> mlua::Result<Value> {
+    let mut it = a.into_iter();
+    let code = match it.next() {
+        Some(Value::Integer(i)) => i,
+        _ => 0,
+    };
+    let mut env = env.borrow_mut();
+    Ok(match code {
+        3 => {
+            env.resp3 = matches!(it.next(), Some(Value::Integer(3)));
+            Value::Nil
+        }
+        5 => {
+            let name = match it.next() {
+                Some(Value::String(s)) => s.as_bytes().to_vec(),
+                _ => Vec::new(),
+            };
+            Value::Boolean(env.srv.lookup(&name).is_some())
+        }
+        _ => Value::Nil,
+    })
+}
+
+fn err_table(lua: &Lua, msg: &str) -> mlua::Result<(bool, Value)> {
+    let t = lua.create_table()?;
+    t.raw_set("err", msg)?;
+    Ok((true, Value::Table(t)))
+}
+
+/// One `redis.call`: Redis's checks for scripts, the slots, then the command
+/// through `cmd::run` with the script's guards; its reply becomes a Lua value.
+fn call(
+    env: &mut CallEnv<'_, '_>,
+    lua: &Lua,
+    args: impl Iterator<Item = Value>,
+) -> mlua::Result<(bool, Value)> {
+    if env.needs_all {
+        return err_table(lua, "ERR kvfleet: script restarts with every slot locked");
+    }
+    let mut n = 0;
+    let mut num = itoa::Buffer::new();
+    for v in args {
+        if env.argv.len() <= n {
+            env.argv.push(Vec::new());
+        }
+        let a = &mut env.argv[n];
+        a.clear();
+        match v {
+            Value::String(s) => a.extend_from_slice(&s.as_bytes()),
+            Value::Integer(i) => a.extend_from_slice(num.format(i).as_bytes()),
+            Value::Number(f) => a.extend_from_slice(&crate::util::g17(f)),
+            _ => {
+                return err_table(
+                    lua,
+                    "ERR Lua redis lib command arguments must be strings or integers",
+                );
+            }
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return err_table(
+            lua,
+            "ERR Please specify at least one argument for this redis lib call",
+        );
+    }
+    let srv = env.srv;
+    let argv: Vec<&[u8]> = env.argv[..n].iter().map(|a| &a[..]).collect();
+    let Some(idx) = srv.lookup(argv[0]) else {
+        return err_table(lua, "ERR Unknown Redis command called from script");
+    };
+    let spec = &COMMANDS[idx];
+    if !spec.arity_ok(n) {
+        return err_table(
+            lua,
+            "ERR Wrong number of args calling Redis command from script",
+        );
+    }
+    if spec.has(flag::NOSCRIPT) {
+        return err_table(lua, "ERR This Redis command is not allowed from script");
+    }
+    let write = spec.has(flag::WRITE);
+    if env.read_only && (write || spec.name == "publish") {
+        return err_table(
+            lua,
+            "ERR Write commands are not allowed from read-only scripts.",
+        );
+    }
+    if write && !env.wrote && !env.conn.from_master {
+        if srv.follow.is_replica() && srv.repl_policy.read_only.load(Relaxed) {
+            return err_table(lua, "READONLY You can't write against a read only replica.");
+        }
+        if !srv.follow.is_replica() && !srv.repl_policy.enough_replicas() {
+            return err_table(lua, "NOREPLICAS Not enough good replicas to write.");
+        }
+    }
+    if spec.has(flag::DENYOOM) && !env.wrote && !env.conn.from_master {
+        let max = srv.maxmemory.load(Relaxed);
+        if max > 0 && srv.used_memory() > max {
+            return err_table(
+                lua,
+                "OOM command not allowed when used memory > 'maxmemory'.",
+            );
+        }
+    }
+    if !env.all {
+        if crate::cmd::may_reach_undeclared(spec.name, &argv) || spec.has(flag::ALL_SLOTS) {
+            if !env.wrote {
+                env.needs_all = true;
+                return err_table(lua, "ERR kvfleet: script restarts with every slot locked");
+            }
+            return err_table(
+                lua,
+                "ERR this command needs every slot: declare the script's keys or start it with a read",
+            );
+        }
+        let mut keys = Vec::new();
+        spec.key_indexes(&argv, &mut keys);
+        for &i in &keys {
+            let s = kvfleet_model::slot(argv[i]);
+            if let Err(at) = env.guards.binary_search_by_key(&s, |g| g.0) {
+                let m = &srv.db.slots[s as usize];
+                let g = match m.try_lock() {
+                    Some(g) => g,
+                    None if !env.wrote => {
+                        env.needs_all = true;
+                        return err_table(
+                            lua,
+                            "ERR kvfleet: script restarts with every slot locked",
+                        );
+                    }
+                    None => match m.try_lock_for(Duration::from_secs(1)) {
+                        Some(g) => g,
+                        None => {
+                            return err_table(
+                                lua,
+                                "ERR Script attempted to access a key it did not declare, which another command holds",
+                            );
+                        }
+                    },
+                };
+                env.guards.insert(at, (s, g));
+            }
+        }
+    }
+    if write {
+        env.wrote = true;
+        srv.scripts.state.wrote.store(true, Relaxed);
+    }
+    let mut out = std::mem::take(&mut env.scratch);
+    out.clear();
+    let client_resp3 = std::mem::replace(&mut env.conn.resp3, env.resp3);
+    let all = env.all;
+    crate::cmd::run(
+        srv,
+        env.conn,
+        &mut out,
+        idx,
+        &argv,
+        Some((&mut env.guards, all)),
+    );
+    env.conn.resp3 = client_resp3;
+    let r = reply::resp_to_lua(lua, &out);
+    env.scratch = out;
+    r
+}
