@@ -100,6 +100,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("bitmap", include_str!("cases/bitmap.txt")),
     ("hll", include_str!("cases/hll.txt")),
     ("sort", include_str!("cases/sort.txt")),
+    ("scripting", include_str!("cases/scripting.txt")),
     ("geo", include_str!("cases/geo.txt")),
     ("introspect", include_str!("cases/introspect.txt")),
     ("multi", include_str!("cases/multi.txt")),

@@ -189,7 +189,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!(
         "quit",
         -1,
-        FAST | STALE | NO_AUTH | LOADING,
+        FAST | STALE | NO_AUTH | LOADING | NOSCRIPT,
         N,
         "connection"
     ),
@@ -461,10 +461,22 @@ pub static COMMANDS: &[CommandSpec] = &[
         },
         "list"
     ),
-    cmd!("blpop", -3, WRITE | BLOCKING, KBLOCK, "list"),
-    cmd!("brpop", -3, WRITE | BLOCKING, KBLOCK, "list"),
-    cmd!("brpoplpush", 4, WRITE | DENYOOM | BLOCKING, K12, "list"),
-    cmd!("blmove", 6, WRITE | DENYOOM | BLOCKING, K12, "list"),
+    cmd!("blpop", -3, WRITE | BLOCKING | NOSCRIPT, KBLOCK, "list"),
+    cmd!("brpop", -3, WRITE | BLOCKING | NOSCRIPT, KBLOCK, "list"),
+    cmd!(
+        "brpoplpush",
+        4,
+        WRITE | DENYOOM | BLOCKING | NOSCRIPT,
+        K12,
+        "list"
+    ),
+    cmd!(
+        "blmove",
+        6,
+        WRITE | DENYOOM | BLOCKING | NOSCRIPT,
+        K12,
+        "list"
+    ),
     cmd!(
         "blmpop",
         -5,
@@ -528,14 +540,14 @@ pub static COMMANDS: &[CommandSpec] = &[
     cmd!(
         "bzpopmin",
         -3,
-        WRITE | FAST | BLOCKING,
+        WRITE | FAST | BLOCKING | NOSCRIPT,
         KBLOCK,
         "sorted-set"
     ),
     cmd!(
         "bzpopmax",
         -3,
-        WRITE | FAST | BLOCKING,
+        WRITE | FAST | BLOCKING | NOSCRIPT,
         KBLOCK,
         "sorted-set"
     ),

@@ -163,6 +163,9 @@ fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
             if path.exists() {
                 let l = persist::load(&srv.db, &path)
                     .map_err(|e| anyhow::anyhow!("not starting: {e}"))?;
+                srv.scripts
+                    .restore_libraries(&l.functions)
+                    .map_err(|e| anyhow::anyhow!("not starting: {}: {e}", path.display()))?;
                 srv.persist.loaded_keys.store(l.keys, Relaxed);
                 srv.persist.loaded_expired.store(l.expired, Relaxed);
                 tracing::info!(path = %path.display(), keys = l.keys, expired = l.expired, secs = t.elapsed().as_secs_f64(), "DB loaded from disk");

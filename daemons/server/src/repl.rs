@@ -385,8 +385,15 @@ async fn full_sync(
             buf: Vec::with_capacity(CHUNK),
         };
         let compress = s.rt.read().rdbcompression;
-        let r = crate::persist::snapshot::write(&s.db, &st, &aux, compress, w)
-            .and_then(|mut w| w.flush());
+        let r = crate::persist::snapshot::write(
+            &s.db,
+            &st,
+            &aux,
+            &s.scripts.lib_codes.lock().clone(),
+            compress,
+            w,
+        )
+        .and_then(|mut w| w.flush());
         let _ = done_tx.send(r);
     };
     std::thread::Builder::new()
@@ -758,11 +765,16 @@ async fn read_rdb(s: &mut TcpStream, buf: &mut BytesMut) -> Result<Vec<u8>, Stri
 fn load_from_master(srv: &Server, rdb: &[u8]) -> Result<u64, String> {
     let mut l = kvfleet_rdb::Loader::new(rdb).map_err(|e| format!("master's RDB: {e}"))?;
     let mut records = Vec::new();
+    let mut functions = Vec::new();
     while let Some(item) = l.next_item().map_err(|e| format!("master's RDB: {e}"))? {
-        if let kvfleet_rdb::Item::Record(r) = item {
-            records.push(r);
+        match item {
+            kvfleet_rdb::Item::Record(r) => records.push(r),
+            kvfleet_rdb::Item::Function(code) => functions.push(code),
+            _ => {}
         }
     }
+    // the master's libraries replace ours, as its keyspace does
+    srv.scripts.replace_libraries(&functions)?;
     // the whole file checked out: now drop the old data and take the new
     let _batch = srv.db.batch.lock();
     for s in srv.db.slots.iter() {

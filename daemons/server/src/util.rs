@@ -32,6 +32,18 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
 
 /// `printf("%.17g")`, which Redis 7.0 uses for scores and RESP3 doubles.
 pub fn fmt_g17(x: f64, out: &mut Vec<u8>) {
+    fmt_g_into(x, 17, out)
+}
+
+/// `printf("%.<prec>g")` (cjson's numbers use 14).
+pub fn fmt_g(x: f64, prec: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(24);
+    fmt_g_into(x, prec, &mut v);
+    v
+}
+
+fn fmt_g_into(x: f64, prec: usize, out: &mut Vec<u8>) {
+    let prec = prec.max(1);
     if x.is_infinite() {
         out.extend_from_slice(if x > 0.0 { b"inf" } else { b"-inf" });
         return;
@@ -40,7 +52,7 @@ pub fn fmt_g17(x: f64, out: &mut Vec<u8>) {
         out.extend_from_slice(if x.is_sign_negative() { b"-0" } else { b"0" });
         return;
     }
-    let e = format!("{x:.16e}");
+    let e = format!("{x:.*e}", prec - 1);
     let (mant, exp) = e.split_once('e').expect("exp format");
     let exp: i32 = exp.parse().expect("exp digits");
     let neg = mant.starts_with('-');
@@ -48,7 +60,7 @@ pub fn fmt_g17(x: f64, out: &mut Vec<u8>) {
     if neg {
         out.push(b'-');
     }
-    if !(-4..17).contains(&exp) {
+    if !(-4..prec as i32).contains(&exp) {
         let mut d = &digits[..];
         while d.len() > 1 && d[d.len() - 1] == b'0' {
             d = &d[..d.len() - 1];

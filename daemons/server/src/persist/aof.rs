@@ -193,7 +193,8 @@ pub fn load(srv: &Arc<Server>) -> Result<u64, String> {
     if let Some(base) = parts.iter().find(|p| p.kind == 'b') {
         let path = l.dir.join(&base.name);
         if base.name.ends_with(".rdb") {
-            super::load(&srv.db, &path)?;
+            let l = super::load(&srv.db, &path)?;
+            srv.scripts.restore_libraries(&l.functions)?;
         } else {
             commands += replay_file(srv, &path, false)?;
         }
@@ -238,11 +239,19 @@ fn replay_file(srv: &Arc<Server>, path: &Path, truncate_tail: bool) -> Result<u6
         // an RDB preamble (Redis's base files with aof-use-rdb-preamble)
         let mut l = kvfleet_rdb::Loader::new(&data[..]).map_err(|e| format!("{show}: {e}"))?;
         let now = crate::util::now_ms();
+        let mut functions = Vec::new();
         while let Some(item) = l.next_item().map_err(|e| format!("{show}: {e}"))? {
-            if let kvfleet_rdb::Item::Record(r) = item {
-                super::insert_record(&srv.db, r, now).map_err(|e| format!("{show}: {e}"))?;
+            match item {
+                kvfleet_rdb::Item::Record(r) => {
+                    super::insert_record(&srv.db, r, now).map_err(|e| format!("{show}: {e}"))?;
+                }
+                kvfleet_rdb::Item::Function(code) => functions.push(code),
+                _ => {}
             }
         }
+        srv.scripts
+            .restore_libraries(&functions)
+            .map_err(|e| format!("{show}: {e}"))?;
         start = l.position() as usize + 8;
     }
     let handle = ClientHandle::internal(0);
@@ -352,8 +361,15 @@ pub fn rewrite(srv: &Server) -> Result<(), String> {
         let f = File::create(&path).map_err(|e| e.to_string())?;
         let w = std::io::BufWriter::with_capacity(1 << 20, super::AutoSync { f, unsynced: 0 });
         let compress = srv.rt.read().rdbcompression;
-        let w = super::snapshot::write(&srv.db, &st, &super::aux_fields(srv, None), compress, w)
-            .map_err(|e| e.to_string())?;
+        let w = super::snapshot::write(
+            &srv.db,
+            &st,
+            &super::aux_fields(srv, None),
+            &srv.scripts.lib_codes.lock().clone(),
+            compress,
+            w,
+        )
+        .map_err(|e| e.to_string())?;
         w.into_inner()
             .map_err(|e| e.to_string())?
             .f

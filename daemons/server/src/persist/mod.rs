@@ -121,8 +121,15 @@ pub fn save(srv: &Server) -> Result<(), String> {
         let aux = aux_fields(srv, repl.as_ref().map(|(id, off)| (id.as_str(), *off)));
         // (the config guard must not live through the save)
         let compress = srv.rt.read().rdbcompression;
-        let w = snapshot::write(&srv.db, &st, &aux, compress, w)
-            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        let w = snapshot::write(
+            &srv.db,
+            &st,
+            &aux,
+            &srv.scripts.lib_codes.lock().clone(),
+            compress,
+            w,
+        )
+        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
         let f = w.into_inner().map_err(|e| e.to_string())?.f;
         f.sync_all().map_err(|e| e.to_string())?;
         std::fs::rename(&tmp, &path).map_err(|e| format!("renaming to {}: {e}", path.display()))
@@ -287,6 +294,8 @@ pub struct Loaded {
     pub expired: u64,
     /// `repl-id`/`repl-offset`: the replication position the data is at.
     pub repl: Option<(String, u64)>,
+    /// Function libraries' code (loaded by the caller into the interpreter).
+    pub functions: Vec<Vec<u8>>,
 }
 
 /// Loads `path` into an empty keyspace. Any error — bad magic, unknown
@@ -299,6 +308,7 @@ pub fn load(db: &Db, path: &std::path::Path) -> Result<Loaded, String> {
     let now = now_ms();
     let (mut loaded, mut expired) = (0u64, 0u64);
     let (mut repl_id, mut repl_offset) = (None, None);
+    let mut functions = Vec::new();
     loop {
         let item = l.next_item().map_err(|e| {
             format!(
@@ -313,12 +323,7 @@ pub fn load(db: &Db, path: &std::path::Path) -> Result<Loaded, String> {
                 Ok(false) => expired += 1,
                 Err(e) => return Err(format!("{}: {e}", path.display())),
             },
-            Some(Item::Function(_)) => {
-                return Err(format!(
-                    "{}: holds function libraries, which kvfleet does not run yet",
-                    path.display()
-                ));
-            }
+            Some(Item::Function(code)) => functions.push(code),
             Some(Item::Aux(k, v)) => match &k[..] {
                 b"repl-id" => repl_id = String::from_utf8(v).ok().filter(|id| id.len() == 40),
                 b"repl-offset" => {
@@ -333,5 +338,6 @@ pub fn load(db: &Db, path: &std::path::Path) -> Result<Loaded, String> {
         keys: loaded,
         expired,
         repl: repl_id.zip(repl_offset),
+        functions,
     })
 }

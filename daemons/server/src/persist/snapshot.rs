@@ -71,6 +71,7 @@ pub fn write<W: Write>(
     db: &Db,
     st: &Started,
     aux: &[(&str, String)],
+    libs: &[Vec<u8>],
     compress: bool,
     out: W,
 ) -> std::io::Result<W> {
@@ -84,6 +85,10 @@ pub fn write<W: Write>(
     enc.header();
     for (k, v) in aux {
         enc.aux(k.as_bytes(), v.as_bytes());
+    }
+    for code in libs {
+        enc.kind(kvfleet_rdb::op::FUNCTION2);
+        enc.string(code);
     }
     enc.select_db(0);
     enc.resize_db(st.keys, st.expires);

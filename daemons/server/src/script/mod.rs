@@ -78,6 +78,8 @@ pub struct RunState {
     hook_fast: AtomicBool,
     pub threshold_ms: AtomicU64,
     done: Notify,
+    /// The running function's name and command (FUNCTION STATS).
+    current: Mutex<Option<(String, Vec<Vec<u8>>)>>,
 }
 
 impl RunState {
@@ -132,6 +134,8 @@ pub struct Engine {
     redis: Table,
     /// What `call`/`pcall` are between runs.
     call_outside: Function,
+    /// `loading(true)` shows library code the load-time globals instead.
+    loading: Function,
     pub scripts: HashMap<[u8; 40], Script>,
     pub scripts_mem: usize,
     pub libs: functions::Libraries,
@@ -140,12 +144,18 @@ pub struct Engine {
 pub struct Scripting {
     engine: Mutex<Option<Engine>>,
     pub state: Arc<RunState>,
+    /// The libraries' code, for snapshots (which must not wait for the
+    /// interpreter), and how many functions they register (FUNCTION STATS).
+    pub lib_codes: Mutex<Vec<Vec<u8>>>,
+    pub function_count: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for Scripting {
     fn default() -> Self {
         Scripting {
             engine: Mutex::new(None),
+            lib_codes: Mutex::new(Vec::new()),
+            function_count: Default::default(),
             state: Arc::new(RunState {
                 epoch: Instant::now(),
                 started: AtomicU64::new(0),
@@ -157,6 +167,7 @@ impl Default for Scripting {
                 hook_fast: AtomicBool::new(false),
                 threshold_ms: AtomicU64::new(5000),
                 done: Notify::new(),
+                current: Mutex::new(None),
             }),
         }
     }
@@ -257,6 +268,38 @@ impl Scripting {
     pub fn running(&self) -> bool {
         self.state.started.load(Relaxed) != 0
     }
+
+    /// The running function: name, command, milliseconds so far.
+    pub fn running_info(&self) -> Option<(String, Vec<Vec<u8>>, u64)> {
+        let ms = self.state.elapsed_ms()?;
+        let cur = self.state.current.lock();
+        cur.as_ref().map(|(n, c)| (n.clone(), c.clone(), ms))
+    }
+
+    /// A master's snapshot: its libraries replace ours.
+    pub fn replace_libraries(&self, codes: &[Vec<u8>]) -> Result<(), String> {
+        {
+            let mut eng = self.engine().map_err(|e| e.0.into_owned())?;
+            eng.libs = functions::Libraries::default();
+            self.lib_codes.lock().clear();
+            self.function_count.store(0, Relaxed);
+        }
+        self.restore_libraries(codes)
+    }
+
+    /// Loads the libraries an RDB file or a master's snapshot carried.
+    pub fn restore_libraries(&self, codes: &[Vec<u8>]) -> Result<(), String> {
+        if codes.is_empty() {
+            return Ok(());
+        }
+        let mut eng = self.engine().map_err(|e| e.0.into_owned())?;
+        for c in codes {
+            eng.load_library(c, true)?;
+        }
+        *self.lib_codes.lock() = eng.library_codes();
+        self.function_count.store(eng.libs.funcs.len(), Relaxed);
+        Ok(())
+    }
 }
 
 /// Redis's "allow-busy" commands: what a client may still do while a script
@@ -321,7 +364,7 @@ impl Lrand48 {
 
 /// Raises Redis's error table `{err = msg}` from a Rust function: the table
 /// waits in `K.err` for the prelude's handlers (Rust raises userdata).
-fn raise(lua: &Lua, k: &Table, msg: &str) -> mlua::Error {
+pub(crate) fn raise(lua: &Lua, k: &Table, msg: &str) -> mlua::Error {
     if let Ok(t) = lua.create_table() {
         let _ = t.raw_set("err", msg);
         let _ = k.raw_set("err", t);
@@ -523,12 +566,21 @@ impl Engine {
                 Ok((None, None))
             })?,
         )?;
+        api.set(
+            "errmsg",
+            lua.create_function(|_, e: Value| {
+                Ok(match e {
+                    Value::Error(e) => Some(lua_message(&e)),
+                    _ => None,
+                })
+            })?,
+        )?;
         api.set("cjson", cjson::open(&lua)?)?;
         api.set("cmsgpack", msgpack::open(&lua)?)?;
         api.set("bit", bit::open(&lua)?)?;
         api.set("struct", structlib::open(&lua)?)?;
         let call_outside: Function = api.get("call_outside")?;
-        let (env, visible, redis, run): (Table, Table, Table, Function) = lua
+        let (env, visible, redis, run, loading): (Table, Table, Table, Function, Function) = lua
             .load(include_str!("prelude.lua"))
             .set_name(PRELUDE)
             .call((k.clone(), api, crate::REDIS_VERSION, version_num()))?;
@@ -543,6 +595,7 @@ impl Engine {
             env,
             visible,
             redis,
+            loading,
             call_outside,
             scripts: HashMap::new(),
             scripts_mem: 0,
@@ -718,6 +771,12 @@ impl Engine {
         state.wrote.store(false, Relaxed);
         state.eval.store(spec.eval, Relaxed);
         state.from_master.store(ctx.conn.from_master, Relaxed);
+        if !spec.eval {
+            let mut cmd: Vec<Vec<u8>> = vec![b"FCALL".to_vec(), spec.name.as_bytes().to_vec()];
+            cmd.push(spec.keys.len().to_string().into_bytes());
+            cmd.extend(spec.keys.iter().chain(spec.args).map(|a| a.to_vec()));
+            *state.current.lock() = Some((spec.name.to_string(), cmd));
+        }
         state
             .started
             .store(state.epoch.elapsed().as_millis() as u64 + 1, Relaxed);
@@ -763,6 +822,9 @@ impl Engine {
             r
         });
         state.started.store(0, Relaxed);
+        if !spec.eval {
+            *state.current.lock() = None;
+        }
         if state.gate.swap(false, Relaxed) {
             state.done.notify_waiters();
         }

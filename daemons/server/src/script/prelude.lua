@@ -118,7 +118,6 @@ local redis_real = {
     REPL_REPLICA = 2,
     REPL_ALL = 3,
     acl_check_cmd = api.acl_check_cmd,
-    register_function = api.register_function,
     breakpoint = function() return false end,
     debug = function() end,
     replicate_commands = function() return true end,
@@ -186,14 +185,33 @@ local visible = {
     load = load,
     error = error,
 }
-setmt(visible, {
-    __index = function(_, k)
-        error_("Script attempted to access nonexistent global variable '" .. tostring_(k) .. "'", 2)
-    end,
-})
-local env = setmt({}, { __index = visible, __newindex = ro_error, __metatable = false })
+local function nonexistent(_, k)
+    error_("Script attempted to access nonexistent global variable '" .. tostring_(k) .. "'", 2)
+end
+setmt(visible, { __index = nonexistent })
+local env_mt = { __index = visible, __newindex = ro_error, __metatable = false }
+local env = setmt({}, env_mt)
 readonly[env] = true
 rawset_(visible, '_G', env)
+
+-- What a library's top level sees while FUNCTION LOAD runs it: only
+-- redis.register_function, redis.log and the version (as in Redis).
+local load_visible = setmt({
+    redis = protect(setmt({
+        register_function = api.register_function,
+        log = api.log,
+        LOG_DEBUG = 0,
+        LOG_VERBOSE = 1,
+        LOG_NOTICE = 2,
+        LOG_WARNING = 3,
+        REDIS_VERSION = version,
+        REDIS_VERSION_NUM = version_num,
+    }, { __index = nonexistent })),
+}, { __index = nonexistent })
+
+local function loading(on)
+    env_mt.__index = on and load_visible or visible
+end
 
 -- The string metatable is shared by every string: keep scripts off it.
 getmetatable('').__metatable = false
@@ -203,6 +221,14 @@ getmetatable('').__metatable = false
 local function handler(e)
     e = pending(e)
     local source, line = api.where()
+    if type_(e) == 'userdata' then
+        -- a library function's error, placed like luaL_error places it
+        local m = api.errmsg(e)
+        if m then
+            e = m
+            if source then e = source:gsub('^[@=]', '') .. ':' .. tostring_(line) .. ': ' .. m end
+        end
+    end
     if type_(e) ~= 'table' then e = { err = 'ERR ' .. tostring_(e) } end
     if source then
         e.source = source
@@ -219,4 +245,4 @@ local function run(f, keys, args, with_args)
     return xpcall(f, handler)
 end
 
-return env, visible, redis_real, run
+return env, visible, redis_real, run, loading
