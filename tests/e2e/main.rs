@@ -7,4 +7,5 @@ mod protocol;
 mod proxy;
 mod random_ops;
 mod replication;
+mod scripting;
 mod server_features;

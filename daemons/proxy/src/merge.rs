@@ -95,12 +95,20 @@ impl Merger {
                 .fixed
                 .unwrap_or_else(|| parts.pop().unwrap_or_default());
         }
+        if self.kind == Merge::AnyOk {
+            // SCRIPT KILL: the group running the script says OK, the rest NOTBUSY
+            return match parts.iter().find(|p| &p[..] == b"+OK\r\n") {
+                Some(ok) => ok.clone(),
+                None => parts.into_iter().next().unwrap_or_default(),
+            };
+        }
         if let Some(e) = parts.iter().find(|p| is_error(p)) {
             return e.clone();
         }
         let mut out = BytesMut::new();
         match self.kind {
             Merge::AllOk => return Bytes::from_static(b"+OK\r\n"),
+            Merge::AnyOk => unreachable!("handled above"),
             Merge::Last => unreachable!("handled above"),
             Merge::First => return parts.into_iter().next().unwrap_or_default(),
             Merge::Sum => {

@@ -28,6 +28,8 @@ pub enum Merge {
     Last,
     /// PUBSUB NUMSUB: `[name, n, ...]` from each group, the n summed.
     SumPairs,
+    /// SCRIPT KILL, FUNCTION KILL: `+OK` if any group said so, else the first reply.
+    AnyOk,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +110,14 @@ pub fn script_merge(cmd: &str, sub: &[u8]) -> Option<Route> {
         ("pubsub", _) => Route::AnyGroup,
         ("script", b"load") | ("function", b"load") => Route::FanOut(Merge::First),
         ("script", b"exists") => Route::FanOut(Merge::MinEach),
-        ("script", b"flush") | ("function", b"flush") | ("function", b"delete") => {
-            Route::FanOut(Merge::AllOk)
-        }
+        ("script", b"flush")
+        | ("function", b"flush")
+        | ("function", b"delete")
+        | ("function", b"restore") => Route::FanOut(Merge::AllOk),
+        ("script", b"kill") | ("function", b"kill") => Route::FanOut(Merge::AnyOk),
         ("function", b"list") | ("function", b"dump") | ("function", b"stats") => Route::AnyGroup,
+        // HELP, DEBUG and unknown subcommands get a server's own answer
+        ("script", _) | ("function", _) => Route::AnyGroup,
         _ => return None,
     })
 }

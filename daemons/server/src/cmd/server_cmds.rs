@@ -190,6 +190,14 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("io-threads", srv.threads.to_string()),
         ("tcp-keepalive", "300".into()),
         ("lfu-log-factor", rt.lfu_log_factor.to_string()),
+        (
+            "busy-reply-threshold",
+            srv.scripts.state.threshold_ms.load(Relaxed).to_string(),
+        ),
+        (
+            "lua-time-limit",
+            srv.scripts.state.threshold_ms.load(Relaxed).to_string(),
+        ),
         ("lfu-decay-time", rt.lfu_decay_time.to_string()),
         ("hash-max-listpack-entries", "128".into()),
         ("hash-max-listpack-value", "64".into()),
@@ -197,8 +205,6 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("zset-max-listpack-entries", "128".into()),
         ("zset-max-listpack-value", "64".into()),
         ("list-max-listpack-size", "-2".into()),
-        ("busy-reply-threshold", "5000".into()),
-        ("lua-time-limit", "5000".into()),
         (
             "replica-read-only",
             if rt.replica_read_only { "yes" } else { "no" }.into(),
@@ -295,6 +301,11 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
                 .store(rt.slowlog_log_slower_than, Relaxed);
         }
         "slowlog-max-len" => rt.slowlog_max_len = num()?.max(0) as usize,
+        "busy-reply-threshold" | "lua-time-limit" => srv
+            .scripts
+            .state
+            .threshold_ms
+            .store(num()?.max(0) as u64, Relaxed),
         "client-output-buffer-limit" => {
             let s = String::from_utf8_lossy(v).to_ascii_lowercase();
             let parts: Vec<&str> = s.split_whitespace().collect();
@@ -402,8 +413,6 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         }
         "loglevel"
         | "tcp-keepalive"
-        | "busy-reply-threshold"
-        | "lua-time-limit"
         | "hash-max-listpack-entries"
         | "hash-max-listpack-value"
         | "set-max-intset-entries"
@@ -1105,6 +1114,15 @@ pub fn shutdown(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         return Err(err("ERR No shutdown in progress."));
     }
     let srv = ctx.srv;
+    if srv.scripts.running() {
+        // the script holds its slots (and maybe a worker) until it ends:
+        // nothing consistent to save, and no orderly stop to wait for
+        if !nosave {
+            return Err(err("ERR Errors trying to SHUTDOWN. Check logs."));
+        }
+        tracing::warn!("SHUTDOWN NOSAVE while a script runs: exiting now");
+        std::process::exit(0);
+    }
     let wants_save = save || (!nosave && !srv.rt.read().save.trim().is_empty());
     if wants_save && let Err(e) = crate::persist::save(srv) {
         tracing::warn!(error = %e, "error trying to save the DB on SHUTDOWN");

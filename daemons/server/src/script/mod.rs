@@ -851,6 +851,10 @@ impl Engine {
                 Ok(())
             }
             Ok((false, e)) => Err(RunError::Failed(error_reply(&e, spec.name, killed))),
+            Err(_) if killed => Err(RunError::Failed(err(format!(
+                "ERR {KILLED} script: {}",
+                spec.name
+            )))),
             Err(e) => Err(RunError::Failed(err(format!(
                 "ERR Error running script {}, {}",
                 spec.name,
