@@ -9,6 +9,7 @@ after DEBUG POPULATE of 1M 100-byte strings: on fresh processes (the data
 structures' cost), and again after all the throughput runs (what the
 allocators kept). The last line is the summary.
 """
+import hashlib
 import csv, io, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -16,7 +17,9 @@ from common import cpu_seconds, rss, start  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-TESTS = os.environ.get("TESTS", "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,mset,pfadd,geoadd").split(",")
+TESTS = os.environ.get("TESTS", "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,mset,pfadd,geoadd,evalsha").split(",")
+# EVALSHA's script: a fixed-window rate limiter, the common small script
+LIMITER = "local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('expire', KEYS[1], 60) end return n"
 PIPES = [int(p) for p in os.environ.get("PIPES", "1,16").split(",")]
 # requests per run, sized for >= 5 s on this machine (2 shared cores)
 AOF = os.environ.get("AOF", "")
@@ -24,7 +27,8 @@ N = {1: int(os.environ.get("N1", "500000")), 16: int(os.environ.get("N16", "4000
 SLOW = {"lrange_100": 8, "mset": 4}  # these do more per request: fewer of them
 # Rows redis-benchmark has no -t test for: the command it sends instead.
 CUSTOM = {"pfadd": ["PFADD", "hll:__rand_int__", "e:__rand_int__"],
-          "geoadd": ["GEOADD", "geo:__rand_int__", "13.361389", "38.115556", "m:__rand_int__"]}
+          "geoadd": ["GEOADD", "geo:__rand_int__", "13.361389", "38.115556", "m:__rand_int__"],
+          "evalsha": ["EVALSHA", hashlib.sha1(LIMITER.encode()).hexdigest(), "1", "rl:__rand_int__"]}
 
 
 
@@ -85,6 +89,7 @@ def main():
     fresh = populate(servers, ports, "fresh")
     for name in ports:
         cli(ports[name], "flushall")
+        cli(ports[name], "script", "load", LIMITER)
     res = {}  # (test, pipe, server) -> list of (rps, p50, p99)
     cpu = {"redis": [0.0, 0], "kvfleet": [0.0, 0]}  # seconds, requests
     if ROUNDS == 0:

@@ -199,9 +199,9 @@ fn decode(lua: &Lua, c: &mut Cursor<'_>) -> Result<mlua::Result<Value>, Bad> {
         0xc2 => Value::Boolean(false),
         0xca => Value::Number(f32::from_bits(c.be(4)? as u32) as f64),
         0xcb => Value::Number(f64::from_bits(c.be(8)?)),
-        0xd9 | 0xda | 0xdb => {
+        0xd9..=0xdb => {
             let n = c.be(1 << (tag - 0xd9))? as usize;
-            return Ok(c.take(n).map(|b| lua.create_string(b).map(Value::String))?);
+            return c.take(n).map(|b| lua.create_string(b).map(Value::String));
         }
         0xdc | 0xdd => {
             let n = c.be(if tag == 0xdc { 2 } else { 4 })? as usize;
@@ -215,7 +215,7 @@ fn decode(lua: &Lua, c: &mut Cursor<'_>) -> Result<mlua::Result<Value>, Bad> {
         t if t & 0xe0 == 0xe0 => Value::Integer(t as i8 as i64),
         t if t & 0xe0 == 0xa0 => {
             let n = (t & 0x1f) as usize;
-            return Ok(c.take(n).map(|b| lua.create_string(b).map(Value::String))?);
+            return c.take(n).map(|b| lua.create_string(b).map(Value::String));
         }
         t if t & 0xf0 == 0x90 => return array(lua, c, (t & 0xf) as usize),
         t if t & 0xf0 == 0x80 => return map(lua, c, (t & 0xf) as usize),
