@@ -843,8 +843,8 @@ fn lock_slot(srv: &Server, s: u16) -> Result<MutexGuard<'_, Slot>, CmdError> {
         if let Some(g) = m.try_lock_for(std::time::Duration::from_millis(2)) {
             return Ok(g);
         }
-        if srv.scripts.state.busy() {
-            return Err(srv.scripts.state.busy_error());
+        if let Some(e) = srv.scripts.busy_error() {
+            return Err(e);
         }
     }
 }

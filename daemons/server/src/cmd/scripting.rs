@@ -100,11 +100,21 @@ fn eval_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], by_sha: bool, ro: bool) -> C
         s.copy_from_slice(a[1]);
         s.make_ascii_lowercase();
         if !eng.scripts.contains_key(&s) {
-            return Err(err(script::NOSCRIPT));
+            // loaded on another thread: compile it here from the registry
+            let body = srv
+                .scripts
+                .cached(&s)
+                .ok_or_else(|| err(script::NOSCRIPT))?;
+            eng.compile(s, &body)?;
         }
         s
     } else {
-        eng.load_eval(a[1])?
+        let sha = script::sha1_hex(a[1]);
+        if !eng.scripts.contains_key(&sha) {
+            eng.compile(sha, a[1])?;
+            srv.scripts.remember(sha, a[1]);
+        }
+        sha
     };
     let s = &eng.scripts[&sha];
     if s.undeclared && !ctx.db.all_locked() {
@@ -164,12 +174,12 @@ fn script_cmd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         if n == 3 && !is(a[2], "sync") && !is(a[2], "async") {
             return Err(err("ERR SCRIPT FLUSH only support SYNC|ASYNC option"));
         }
-        ctx.srv.scripts.engine()?.flush_scripts();
+        ctx.srv.scripts.flush_scripts();
         ctx.ok();
         return Ok(());
     }
     if is(sub, "exists") && n >= 3 {
-        let eng = ctx.srv.scripts.engine()?;
+        let scripts = &ctx.srv.scripts;
         let found: Vec<bool> = a[2..]
             .iter()
             .map(|s| {
@@ -177,17 +187,18 @@ fn script_cmd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                     let mut k = [0u8; 40];
                     k.copy_from_slice(s);
                     k.make_ascii_lowercase();
-                    eng.scripts.contains_key(&k)
+                    scripts.exists(&k)
                 }
             })
             .collect();
-        drop(eng);
         ctx.array(found.len());
         found.into_iter().for_each(|f| ctx.int(f as i64));
         return Ok(());
     }
     if is(sub, "load") && n == 3 {
-        let sha = ctx.srv.scripts.engine()?.load_eval(a[2])?;
+        let sha = script::sha1_hex(a[2]);
+        ctx.srv.scripts.engine()?.compile(sha, a[2])?;
+        ctx.srv.scripts.remember(sha, a[2]);
         ctx.bulk(&sha);
         return Ok(());
     }

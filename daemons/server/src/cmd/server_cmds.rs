@@ -192,12 +192,9 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("lfu-log-factor", rt.lfu_log_factor.to_string()),
         (
             "busy-reply-threshold",
-            srv.scripts.state.threshold_ms.load(Relaxed).to_string(),
+            srv.scripts.threshold_ms().to_string(),
         ),
-        (
-            "lua-time-limit",
-            srv.scripts.state.threshold_ms.load(Relaxed).to_string(),
-        ),
+        ("lua-time-limit", srv.scripts.threshold_ms().to_string()),
         ("lfu-decay-time", rt.lfu_decay_time.to_string()),
         ("hash-max-listpack-entries", "128".into()),
         ("hash-max-listpack-value", "64".into()),
@@ -301,11 +298,9 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
                 .store(rt.slowlog_log_slower_than, Relaxed);
         }
         "slowlog-max-len" => rt.slowlog_max_len = num()?.max(0) as usize,
-        "busy-reply-threshold" | "lua-time-limit" => srv
-            .scripts
-            .state
-            .threshold_ms
-            .store(num()?.max(0) as u64, Relaxed),
+        "busy-reply-threshold" | "lua-time-limit" => {
+            srv.scripts.set_threshold_ms(num()?.max(0) as u64)
+        }
         "client-output-buffer-limit" => {
             let s = String::from_utf8_lossy(v).to_ascii_lowercase();
             let parts: Vec<&str> = s.split_whitespace().collect();

@@ -272,12 +272,8 @@ impl Engine {
 
 /// Keeps the copy of the libraries' code that snapshots read (they must
 /// not wait for the interpreter while a script runs).
-fn publish(ctx: &Ctx<'_, '_>, eng: &Engine) {
-    *ctx.srv.scripts.lib_codes.lock() = eng.library_codes();
-    ctx.srv
-        .scripts
-        .function_count
-        .store(eng.libs.funcs.len(), Relaxed);
+fn publish(ctx: &Ctx<'_, '_>, eng: &mut Engine) {
+    ctx.srv.scripts.publish_libraries(eng);
 }
 
 pub fn fcall(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], ro: bool) -> CmdResult {
@@ -397,23 +393,25 @@ pub fn function_cmd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                 )));
             }
         }
+        let _w = ctx.srv.scripts.lib_write.lock();
         let mut eng = ctx.srv.scripts.engine()?;
         let name = eng
             .load_library(a[n - 1], replace)
             .map_err(|e| err(format!("ERR {e}")))?;
-        publish(ctx, &eng);
+        publish(ctx, &mut eng);
         drop(eng);
         writes(ctx)?;
         ctx.bulk(name.as_bytes());
         return Ok(());
     }
     if is(sub, "delete") && n == 3 {
+        let _w = ctx.srv.scripts.lib_write.lock();
         let mut eng = ctx.srv.scripts.engine()?;
         let name = String::from_utf8_lossy(a[2]).into_owned();
         if eng.unlink(&name).is_none() {
             return Err(err("ERR Library not found"));
         }
-        publish(ctx, &eng);
+        publish(ctx, &mut eng);
         drop(eng);
         writes(ctx)?;
         ctx.ok();
@@ -423,9 +421,10 @@ pub fn function_cmd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         if n == 3 && !is(a[2], "sync") && !is(a[2], "async") {
             return Err(err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option"));
         }
+        let _w = ctx.srv.scripts.lib_write.lock();
         let mut eng = ctx.srv.scripts.engine()?;
         eng.flush_libraries();
-        publish(ctx, &eng);
+        publish(ctx, &mut eng);
         drop(eng);
         writes(ctx)?;
         ctx.ok();
@@ -512,6 +511,7 @@ fn restore(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
     };
     let codes = parse_payload(a[2])?;
+    let _w = ctx.srv.scripts.lib_write.lock();
     let mut eng = ctx.srv.scripts.engine()?;
     // load the payload's libraries on their own, then join them to the
     // current set (which stays as it was on any error)
@@ -551,7 +551,7 @@ fn restore(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             eng.libs.libs.insert(name, lib);
         }
     }
-    publish(ctx, &eng);
+    publish(ctx, &mut eng);
     drop(eng);
     writes(ctx)?;
     ctx.ok();
@@ -621,8 +621,7 @@ fn list(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 
 fn stats(ctx: &mut Ctx<'_, '_>) -> CmdResult {
     let srv = ctx.srv;
-    let s = &srv.scripts.state;
-    if srv.scripts.running() && s.eval.load(Relaxed) {
+    if srv.scripts.running_eval() {
         return Err(err(
             "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
         ));

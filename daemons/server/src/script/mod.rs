@@ -19,11 +19,11 @@ pub mod structlib;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{ArcMutexGuard, Mutex};
 use tokio::sync::Notify;
 
 use crate::cmd::{CmdError, Ctx, Guards, err};
@@ -62,7 +62,15 @@ pub mod sflag {
     ];
 }
 
-/// What other connections see of the running script (if any).
+/// What every interpreter shares: how many long scripts hold the gate,
+/// the busy threshold, and the signal that one ended.
+pub struct Shared {
+    gates: AtomicUsize,
+    threshold_ms: AtomicU64,
+    done: Notify,
+}
+
+/// One interpreter's running script, as other connections see it.
 pub struct RunState {
     epoch: Instant,
     /// ms since `epoch` + 1 when the running script began; 0 when none runs.
@@ -76,13 +84,27 @@ pub struct RunState {
     from_master: AtomicBool,
     /// The kill hook fires on every instruction (so `pcall` cannot swallow it).
     hook_fast: AtomicBool,
-    pub threshold_ms: AtomicU64,
-    done: Notify,
     /// The running function's name and command (FUNCTION STATS).
     current: Mutex<Option<(String, Vec<Vec<u8>>)>>,
+    shared: Arc<Shared>,
 }
 
 impl RunState {
+    fn new(shared: Arc<Shared>) -> RunState {
+        RunState {
+            epoch: Instant::now(),
+            started: AtomicU64::new(0),
+            gate: AtomicBool::new(false),
+            kill: AtomicBool::new(false),
+            wrote: AtomicBool::new(false),
+            eval: AtomicBool::new(true),
+            from_master: AtomicBool::new(false),
+            hook_fast: AtomicBool::new(false),
+            current: Mutex::new(None),
+            shared,
+        }
+    }
+
     fn elapsed_ms(&self) -> Option<u64> {
         match self.started.load(Relaxed) {
             0 => None,
@@ -90,18 +112,37 @@ impl RunState {
         }
     }
 
-    /// A script has run past `busy-reply-threshold`.
-    pub fn busy(&self) -> bool {
-        let t = self.threshold_ms.load(Relaxed);
+    /// It has run past `busy-reply-threshold`.
+    fn busy(&self) -> bool {
+        let t = self.shared.threshold_ms.load(Relaxed);
         t > 0 && self.elapsed_ms().is_some_and(|e| e >= t)
     }
 
-    pub fn busy_error(&self) -> CmdError {
+    fn busy_error(&self) -> CmdError {
         err(if self.eval.load(Relaxed) {
             BUSY_EVAL
         } else {
             BUSY_FUNCTION
         })
+    }
+
+    fn begin(&self) {
+        self.started
+            .store(self.epoch.elapsed().as_millis() as u64 + 1, Relaxed);
+    }
+
+    fn engage(&self) {
+        if !self.gate.swap(true, Relaxed) {
+            self.shared.gates.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn finish(&self) {
+        self.started.store(0, Relaxed);
+        if self.gate.swap(false, Relaxed) {
+            self.shared.gates.fetch_sub(1, Relaxed);
+            self.shared.done.notify_waiters();
+        }
     }
 }
 
@@ -112,9 +153,8 @@ pub enum Gate {
     Busy(CmdError),
 }
 
-/// A cached EVAL body.
+/// A compiled EVAL body in one interpreter.
 pub struct Script {
-    pub body: Box<[u8]>,
     pub func: Function,
     pub flags: u8,
     /// It touched keys it did not declare: later runs lock every slot at once.
@@ -137,101 +177,232 @@ pub struct Engine {
     /// `loading(true)` shows library code the load-time globals instead.
     loading: Function,
     pub scripts: HashMap<[u8; 40], Script>,
-    pub scripts_mem: usize,
     pub libs: functions::Libraries,
+    state: Arc<RunState>,
+    /// The registry generations this interpreter's caches reflect.
+    script_gen: u64,
+    pub(crate) lib_gen: u64,
 }
 
+/// EVAL bodies every interpreter compiles from: SCRIPT LOAD on one
+/// connection serves EVALSHA on any thread.
+#[derive(Default)]
+struct Registry {
+    scripts: HashMap<[u8; 40], Arc<[u8]>>,
+}
+
+/// One worker thread's interpreter.
+struct EngineSlot {
+    engine: Arc<Mutex<Option<Engine>>>,
+    state: Arc<RunState>,
+}
+
+thread_local! {
+    /// This thread's interpreter for each server (by [`Scripting::id`]).
+    static MINE: RefCell<Vec<(u64, Arc<EngineSlot>)>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The scripting side of a server: an interpreter per worker thread (so
+/// scripts on different slots run in parallel, decision 0009), the shared
+/// script registry and library set, and what other connections consult
+/// while a script runs.
 pub struct Scripting {
-    engine: Mutex<Option<Engine>>,
-    pub state: Arc<RunState>,
-    /// The libraries' code, for snapshots (which must not wait for the
-    /// interpreter), and how many functions they register (FUNCTION STATS).
+    id: u64,
+    shared: Arc<Shared>,
+    registry: Mutex<Registry>,
+    /// Bumped by SCRIPT FLUSH / library changes: interpreters resync.
+    script_gen: AtomicU64,
+    lib_gen: AtomicU64,
+    engines: Mutex<Vec<Arc<EngineSlot>>>,
+    /// The libraries' code (the set every interpreter loads; snapshots
+    /// read it without waiting for an interpreter), and how many
+    /// functions they register (FUNCTION STATS).
     pub lib_codes: Mutex<Vec<Vec<u8>>>,
-    pub function_count: std::sync::atomic::AtomicUsize,
+    pub function_count: AtomicUsize,
+    /// Serialises library changes (each: sync, change, publish).
+    pub lib_write: Mutex<()>,
 }
 
 impl Default for Scripting {
     fn default() -> Self {
         Scripting {
-            engine: Mutex::new(None),
-            lib_codes: Mutex::new(Vec::new()),
-            function_count: Default::default(),
-            state: Arc::new(RunState {
-                epoch: Instant::now(),
-                started: AtomicU64::new(0),
-                gate: AtomicBool::new(false),
-                kill: AtomicBool::new(false),
-                wrote: AtomicBool::new(false),
-                eval: AtomicBool::new(true),
-                from_master: AtomicBool::new(false),
-                hook_fast: AtomicBool::new(false),
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            shared: Arc::new(Shared {
+                gates: AtomicUsize::new(0),
                 threshold_ms: AtomicU64::new(5000),
                 done: Notify::new(),
-                current: Mutex::new(None),
             }),
+            registry: Mutex::new(Registry::default()),
+            script_gen: AtomicU64::new(0),
+            lib_gen: AtomicU64::new(0),
+            engines: Mutex::new(Vec::new()),
+            lib_codes: Mutex::new(Vec::new()),
+            function_count: AtomicUsize::new(0),
+            lib_write: Mutex::new(()),
         }
     }
 }
 
-pub type EngineGuard<'a> = parking_lot::MappedMutexGuard<'a, Engine>;
+/// This thread's interpreter, locked (only this thread ever takes it, so
+/// the lock is uncontended; it exists for the list other threads read).
+pub struct EngineGuard(ArcMutexGuard<parking_lot::RawMutex, Option<Engine>>);
+
+impl std::ops::Deref for EngineGuard {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        self.0.as_ref().expect("created on first use")
+    }
+}
+
+impl std::ops::DerefMut for EngineGuard {
+    fn deref_mut(&mut self) -> &mut Engine {
+        self.0.as_mut().expect("created on first use")
+    }
+}
 
 impl Scripting {
-    /// The interpreter, created on first use. While another script runs this
-    /// waits in short steps, answering BUSY once that one is past the threshold.
-    pub fn engine(&self) -> Result<EngineGuard<'_>, CmdError> {
-        let mut g = match self.engine.try_lock() {
-            Some(g) => g,
-            None => loop {
-                if let Some(g) = self.engine.try_lock_for(Duration::from_millis(2)) {
-                    break g;
-                }
-                if self.state.busy() {
-                    return Err(self.state.busy_error());
-                }
-            },
-        };
+    /// This thread's interpreter, created on first use and brought up to
+    /// date with SCRIPT FLUSH and library changes made elsewhere.
+    pub fn engine(&self) -> Result<EngineGuard, CmdError> {
+        let slot = MINE.with(|m| {
+            let mut m = m.borrow_mut();
+            if let Some((_, s)) = m.iter().find(|(id, _)| *id == self.id) {
+                return s.clone();
+            }
+            let s = Arc::new(EngineSlot {
+                engine: Arc::new(Mutex::new(None)),
+                state: Arc::new(RunState::new(self.shared.clone())),
+            });
+            self.engines.lock().push(s.clone());
+            m.push((self.id, s.clone()));
+            s
+        });
+        let mut g = slot.engine.lock_arc();
         if g.is_none() {
-            *g = Some(Engine::new(self.state.clone()).map_err(|e| err(format!("ERR {e}")))?);
+            *g = Some(Engine::new(slot.state.clone()).map_err(|e| err(format!("ERR {e}")))?);
         }
-        Ok(MutexGuard::map(g, |e| e.as_mut().expect("just created")))
+        let mut g = EngineGuard(g);
+        let sg = self.script_gen.load(Relaxed);
+        if g.script_gen != sg {
+            g.scripts.clear();
+            g.script_gen = sg;
+        }
+        let lg = self.lib_gen.load(Relaxed);
+        if g.lib_gen != lg {
+            let codes = self.lib_codes.lock().clone();
+            g.libs = functions::Libraries::default();
+            for c in &codes {
+                if let Err(e) = g.load_library(c, true) {
+                    tracing::warn!(error = %e, "a library failed to load in a worker's interpreter");
+                }
+            }
+            g.lib_gen = lg;
+        }
+        Ok(g)
+    }
+
+    /// A cached EVAL body (for EVALSHA on a thread that has not compiled it).
+    pub fn cached(&self, sha: &[u8; 40]) -> Option<Arc<[u8]>> {
+        self.registry.lock().scripts.get(sha).cloned()
+    }
+
+    /// Records an EVAL body every thread may now run by its sha.
+    pub fn remember(&self, sha: [u8; 40], body: &[u8]) {
+        self.registry
+            .lock()
+            .scripts
+            .entry(sha)
+            .or_insert_with(|| body.into());
+    }
+
+    pub fn exists(&self, sha: &[u8; 40]) -> bool {
+        self.registry.lock().scripts.contains_key(sha)
+    }
+
+    /// SCRIPT FLUSH: every interpreter drops its compiled scripts.
+    pub fn flush_scripts(&self) {
+        self.registry.lock().scripts.clear();
+        self.script_gen.fetch_add(1, Relaxed);
+    }
+
+    /// How many EVAL bodies are cached, and their bytes (INFO).
+    pub fn cached_stats(&self) -> (usize, usize) {
+        let r = self.registry.lock();
+        (
+            r.scripts.len(),
+            r.scripts.values().map(|b| b.len() + 40).sum(),
+        )
+    }
+
+    /// Publishes `eng`'s library set as the one every interpreter loads.
+    pub fn publish_libraries(&self, eng: &mut Engine) {
+        *self.lib_codes.lock() = eng.library_codes();
+        self.function_count.store(eng.libs.funcs.len(), Relaxed);
+        eng.lib_gen = self.lib_gen.fetch_add(1, Relaxed) + 1;
+    }
+
+    pub fn threshold_ms(&self) -> u64 {
+        self.shared.threshold_ms.load(Relaxed)
+    }
+
+    pub fn set_threshold_ms(&self, ms: u64) {
+        self.shared.threshold_ms.store(ms, Relaxed);
+    }
+
+    fn states(&self) -> Vec<Arc<RunState>> {
+        self.engines
+            .lock()
+            .iter()
+            .map(|s| s.state.clone())
+            .collect()
+    }
+
+    /// The longest-running script, if any runs.
+    fn oldest(&self) -> Option<Arc<RunState>> {
+        self.states()
+            .into_iter()
+            .filter(|s| s.started.load(Relaxed) != 0)
+            .max_by_key(|s| s.elapsed_ms())
+    }
+
+    /// BUSY when a running script is past the threshold.
+    pub fn busy_error(&self) -> Option<CmdError> {
+        self.oldest().filter(|s| s.busy()).map(|s| s.busy_error())
     }
 
     /// One relaxed load: whether a long script is running.
     #[inline]
     pub fn gate_engaged(&self) -> bool {
-        self.state.gate.load(Relaxed)
+        self.shared.gates.load(Relaxed) > 0
     }
 
     /// Decides for a command arriving while a long script runs.
     #[cold]
     pub fn gate(&self, srv: &Server, args: &[&[u8]]) -> Gate {
-        if self.state.started.load(Relaxed) == 0 {
+        let Some(s) = self.oldest() else {
             return Gate::Run;
-        }
+        };
         if allowed_while_busy(srv, args) {
             return Gate::Run;
         }
-        if self.state.busy() {
-            Gate::Busy(self.state.busy_error())
+        if s.busy() {
+            Gate::Busy(s.busy_error())
         } else {
             Gate::Hold
         }
     }
 
-    /// Waits until the running script ends or passes the busy threshold.
+    /// Waits until a running script ends or the oldest passes the busy threshold.
     pub async fn wait(&self, kill: &Notify) -> bool {
-        let done = self.state.done.notified();
+        let done = self.shared.done.notified();
         tokio::pin!(done);
         done.as_mut().enable();
-        let Some(elapsed) = self.state.elapsed_ms() else {
+        let Some(elapsed) = self.oldest().and_then(|s| s.elapsed_ms()) else {
             return true;
         };
-        let left = self
-            .state
-            .threshold_ms
-            .load(Relaxed)
-            .saturating_sub(elapsed)
-            .max(1);
+        let left = self.threshold_ms().saturating_sub(elapsed).max(1);
         tokio::select! {
             _ = done => true,
             _ = tokio::time::sleep(Duration::from_millis(left)) => true,
@@ -239,12 +410,11 @@ impl Scripting {
         }
     }
 
-    /// SCRIPT KILL / FUNCTION KILL.
+    /// SCRIPT KILL / FUNCTION KILL: Redis's checks, on the longest-running script.
     pub fn kill(&self, eval: bool) -> Result<(), CmdError> {
-        let s = &self.state;
-        if s.started.load(Relaxed) == 0 {
+        let Some(s) = self.oldest() else {
             return Err(err("NOTBUSY No scripts in execution right now."));
-        }
+        };
         if s.from_master.load(Relaxed) {
             return Err(err(
                 "UNKILLABLE The busy script was sent by a master instance in the context of replication and cannot be killed.",
@@ -264,40 +434,47 @@ impl Scripting {
         Ok(())
     }
 
-    /// Whether a script is running now (INFO, FUNCTION STATS).
+    /// Whether a script is running now.
     pub fn running(&self) -> bool {
-        self.state.started.load(Relaxed) != 0
+        self.oldest().is_some()
+    }
+
+    /// Whether an EVAL script is the longest-running script (FUNCTION STATS refuses then).
+    pub fn running_eval(&self) -> bool {
+        self.oldest().is_some_and(|s| s.eval.load(Relaxed))
     }
 
     /// The running function: name, command, milliseconds so far.
     pub fn running_info(&self) -> Option<(String, Vec<Vec<u8>>, u64)> {
-        let ms = self.state.elapsed_ms()?;
-        let cur = self.state.current.lock();
+        let s = self.oldest()?;
+        let ms = s.elapsed_ms()?;
+        let cur = s.current.lock();
         cur.as_ref().map(|(n, c)| (n.clone(), c.clone(), ms))
     }
 
     /// A master's snapshot: its libraries replace ours.
     pub fn replace_libraries(&self, codes: &[Vec<u8>]) -> Result<(), String> {
-        {
-            let mut eng = self.engine().map_err(|e| e.0.into_owned())?;
-            eng.libs = functions::Libraries::default();
-            self.lib_codes.lock().clear();
-            self.function_count.store(0, Relaxed);
+        let _w = self.lib_write.lock();
+        let mut eng = self.engine().map_err(|e| e.0.into_owned())?;
+        eng.libs = functions::Libraries::default();
+        for c in codes {
+            eng.load_library(c, true)?;
         }
-        self.restore_libraries(codes)
+        self.publish_libraries(&mut eng);
+        Ok(())
     }
 
-    /// Loads the libraries an RDB file or a master's snapshot carried.
+    /// Loads the libraries an RDB file carried.
     pub fn restore_libraries(&self, codes: &[Vec<u8>]) -> Result<(), String> {
         if codes.is_empty() {
             return Ok(());
         }
+        let _w = self.lib_write.lock();
         let mut eng = self.engine().map_err(|e| e.0.into_owned())?;
         for c in codes {
             eng.load_library(c, true)?;
         }
-        *self.lib_codes.lock() = eng.library_codes();
-        self.function_count.store(eng.libs.funcs.len(), Relaxed);
+        self.publish_libraries(&mut eng);
         Ok(())
     }
 }
@@ -336,7 +513,7 @@ fn hook(
             return Err(mlua::Error::runtime(KILLED));
         }
         if !state.gate.load(Relaxed) && state.elapsed_ms().unwrap_or(0) >= GATE_AFTER_MS {
-            state.gate.store(true, Relaxed);
+            state.engage();
         }
         Ok(VmState::Continue)
     }
@@ -586,7 +763,7 @@ impl Engine {
             .call((k.clone(), api, crate::REDIS_VERSION, version_num()))?;
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            hook(state),
+            hook(state.clone()),
         )?;
         Ok(Engine {
             lua,
@@ -598,16 +775,18 @@ impl Engine {
             loading,
             call_outside,
             scripts: HashMap::new(),
-            scripts_mem: 0,
             libs: functions::Libraries::default(),
+            state,
+            script_gen: 0,
+            lib_gen: 0,
         })
     }
 
-    /// Compiles an EVAL body (or finds it cached): its sha.
-    pub fn load_eval(&mut self, body: &[u8]) -> Result<[u8; 40], CmdError> {
-        let sha = sha1_hex(body);
+    /// Compiles an EVAL body into this interpreter (a no-op when it is
+    /// already there).
+    pub fn compile(&mut self, sha: [u8; 40], body: &[u8]) -> Result<(), CmdError> {
         if self.scripts.contains_key(&sha) {
-            return Ok(sha);
+            return Ok(());
         }
         let (flags, skip) = parse_shebang(body)?;
         let func = self
@@ -622,24 +801,15 @@ impl Engine {
                     lua_message(&e)
                 ))
             })?;
-        self.scripts_mem += body.len() + 64;
         self.scripts.insert(
             sha,
             Script {
-                body: body.into(),
                 func,
                 flags,
                 undeclared: false,
             },
         );
-        Ok(sha)
-    }
-
-    /// SCRIPT FLUSH: drops every cached EVAL body.
-    pub fn flush_scripts(&mut self) {
-        self.scripts.clear();
-        self.scripts_mem = 0;
-        let _ = self.lua.gc_collect();
+        Ok(())
     }
 }
 
@@ -731,6 +901,7 @@ struct CallEnv<'a, 's> {
     /// Inner replies in RESP3 (`redis.setresp(3)`).
     resp3: bool,
     read_only: bool,
+    state: &'a RunState,
     wrote: bool,
     needs_all: bool,
     scratch: bytes::BytesMut,
@@ -760,11 +931,11 @@ impl Engine {
             self.visible.raw_set("KEYS", &keys).map_err(fail)?;
             self.visible.raw_set("ARGV", &args).map_err(fail)?;
         }
-        let state = &ctx.srv.scripts.state;
+        let state = &*self.state;
         if state.hook_fast.swap(false, Relaxed) {
             let _ = lua.set_hook(
                 HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-                hook(state.clone()),
+                hook(self.state.clone()),
             );
         }
         state.kill.store(false, Relaxed);
@@ -777,9 +948,7 @@ impl Engine {
             cmd.extend(spec.keys.iter().chain(spec.args).map(|a| a.to_vec()));
             *state.current.lock() = Some((spec.name.to_string(), cmd));
         }
-        state
-            .started
-            .store(state.epoch.elapsed().as_millis() as u64 + 1, Relaxed);
+        state.begin();
         let was_in_exec = std::mem::replace(&mut ctx.conn.in_exec, true);
         let env = RefCell::new(CallEnv {
             srv: ctx.srv,
@@ -788,6 +957,7 @@ impl Engine {
             all: ctx.db.all_locked(),
             resp3: false,
             read_only: spec.read_only,
+            state,
             wrote: false,
             needs_all: false,
             scratch: bytes::BytesMut::new(),
@@ -821,13 +991,10 @@ impl Engine {
             self.redis.raw_set("pcall", &self.call_outside)?;
             r
         });
-        state.started.store(0, Relaxed);
         if !spec.eval {
             *state.current.lock() = None;
         }
-        if state.gate.swap(false, Relaxed) {
-            state.done.notify_waiters();
-        }
+        state.finish();
         let killed = state.kill.swap(false, Relaxed);
         let env = env.into_inner();
         let (resp3, needs_all) = (env.resp3, env.needs_all);
@@ -1050,7 +1217,7 @@ fn call(
     }
     if write {
         env.wrote = true;
-        srv.scripts.state.wrote.store(true, Relaxed);
+        env.state.wrote.store(true, Relaxed);
     }
     let mut out = std::mem::take(&mut env.scratch);
     out.clear();
