@@ -102,6 +102,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("sort", include_str!("cases/sort.txt")),
     ("scripting", include_str!("cases/scripting.txt")),
     ("functions", include_str!("cases/functions.txt")),
+    ("streams", include_str!("cases/streams.txt")),
     ("geo", include_str!("cases/geo.txt")),
     ("introspect", include_str!("cases/introspect.txt")),
     ("multi", include_str!("cases/multi.txt")),

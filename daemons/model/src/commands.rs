@@ -643,6 +643,21 @@ pub static COMMANDS: &[CommandSpec] = &[
         "sorted-set"
     ),
     cmd!("zscan", -3, READONLY, K1, "sorted-set"),
+    // streams
+    cmd!("xadd", -5, WRITE | DENYOOM | FAST, K1, "stream"),
+    cmd!("xrange", -4, READONLY, K1, "stream"),
+    cmd!("xrevrange", -4, READONLY, K1, "stream"),
+    cmd!("xlen", 2, READONLY | FAST, K1, "stream"),
+    cmd!("xdel", -3, WRITE | FAST, K1, "stream"),
+    cmd!("xtrim", -4, WRITE, K1, "stream"),
+    cmd!(
+        "xread",
+        -4,
+        READONLY | BLOCKING,
+        Keys::Streams { from: 1 },
+        "stream"
+    ),
+    cmd!("xsetid", -3, WRITE | DENYOOM | FAST, K1, "stream"),
     // scripting
     cmd!("eval", -3, NOSCRIPT | STALE, NK2, "scripting"),
     cmd!("evalsha", -3, NOSCRIPT | STALE, NK2, "scripting"),
@@ -676,25 +691,12 @@ const NK2: Keys = NumKeys {
 /// Redis's unknown-command error. Rows move to [`COMMANDS`] as the server
 /// learns them.
 pub static EXTRA_COMMANDS: &[CommandSpec] = &[
-    cmd!("xadd", -5, WRITE | DENYOOM | FAST, K1, "stream"),
-    cmd!("xrange", -4, READONLY, K1, "stream"),
-    cmd!("xrevrange", -4, READONLY, K1, "stream"),
-    cmd!("xlen", 2, READONLY | FAST, K1, "stream"),
-    cmd!("xdel", -3, WRITE | FAST, K1, "stream"),
-    cmd!("xtrim", -4, WRITE, K1, "stream"),
     cmd!("xack", -4, WRITE | FAST, K1, "stream"),
     cmd!("xpending", -3, READONLY, K1, "stream"),
     cmd!("xclaim", -6, WRITE | FAST, K1, "stream"),
     cmd!("xautoclaim", -6, WRITE | FAST, K1, "stream"),
     cmd!("xinfo", -2, READONLY, k(2, 2, 1), "stream"),
     cmd!("xgroup", -2, WRITE, k(2, 2, 1), "stream"),
-    cmd!(
-        "xread",
-        -4,
-        READONLY | BLOCKING,
-        Keys::Streams { from: 1 },
-        "stream"
-    ),
     cmd!(
         "xreadgroup",
         -7,
@@ -754,7 +756,7 @@ mod tests {
     #[test]
     fn stream_reads_take_the_first_half_after_streams_as_keys() {
         let mut out = Vec::new();
-        let xread = EXTRA_COMMANDS.iter().find(|c| c.name == "xread").unwrap();
+        let xread = COMMANDS.iter().find(|c| c.name == "xread").unwrap();
         let args: Vec<&[u8]> = vec![b"XREAD", b"COUNT", b"2", b"STREAMS", b"a", b"b", b"0", b"0"];
         xread.key_indexes(&args, &mut out);
         assert_eq!(out, [4, 5]);

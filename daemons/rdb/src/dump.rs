@@ -98,6 +98,10 @@ mod tests {
                     e.kind(kind::ZSET_2);
                     e.zset(z.len(), z.iter().map(|(m, s)| (&m[..], *s)))
                 }
+                Value::Stream(st) => {
+                    e.kind(kind::STREAM_LISTPACKS_2);
+                    e.stream(st)
+                }
             });
             assert_eq!(decode(&p).unwrap(), v);
         }

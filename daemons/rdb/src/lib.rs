@@ -11,9 +11,10 @@
 //! commits anything (see [`read::Loader`]).
 
 pub mod dump;
-mod listpack;
+pub mod listpack;
 pub mod lzf;
 pub mod read;
+pub mod stream;
 pub mod write;
 
 pub use read::{Item, Loader, Record, Value};

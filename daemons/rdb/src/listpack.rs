@@ -357,3 +357,127 @@ mod tests {
         assert!(intset(&[4, 0, 0, 0, 1, 0, 0, 0, 1]).is_err());
     }
 }
+
+/// A listpack element to write.
+pub enum Lp<'a> {
+    Int(i64),
+    Str(&'a [u8]),
+}
+
+fn backlen(l: usize, out: &mut Vec<u8>) {
+    // the element's length, written to be read backwards
+    if l <= 127 {
+        out.push(l as u8);
+    } else if l < 16383 {
+        out.extend_from_slice(&[(l >> 7) as u8, ((l & 127) | 128) as u8]);
+    } else if l < 2_097_151 {
+        out.extend_from_slice(&[
+            (l >> 14) as u8,
+            (((l >> 7) & 127) | 128) as u8,
+            ((l & 127) | 128) as u8,
+        ]);
+    } else if l < 268_435_455 {
+        out.extend_from_slice(&[
+            (l >> 21) as u8,
+            (((l >> 14) & 127) | 128) as u8,
+            (((l >> 7) & 127) | 128) as u8,
+            ((l & 127) | 128) as u8,
+        ]);
+    } else {
+        out.extend_from_slice(&[
+            (l >> 28) as u8,
+            (((l >> 21) & 127) | 128) as u8,
+            (((l >> 14) & 127) | 128) as u8,
+            (((l >> 7) & 127) | 128) as u8,
+            ((l & 127) | 128) as u8,
+        ]);
+    }
+}
+
+/// A listpack of `items`, as Redis lays one out (smallest encodings).
+pub fn encode(items: &[Lp<'_>]) -> Vec<u8> {
+    let mut out = vec![0u8; 6];
+    let mut e = Vec::with_capacity(16);
+    for it in items {
+        e.clear();
+        match *it {
+            Lp::Int(v) if (0..=127).contains(&v) => e.push(v as u8),
+            Lp::Int(v) if (-4096..4096).contains(&v) => {
+                let u = (v as u16) & 0x1FFF;
+                e.extend_from_slice(&[0xC0 | (u >> 8) as u8, u as u8]);
+            }
+            Lp::Int(v) if i16::try_from(v).is_ok() => {
+                e.push(0xF1);
+                e.extend_from_slice(&(v as i16).to_le_bytes());
+            }
+            Lp::Int(v) if (-(1 << 23)..(1 << 23)).contains(&v) => {
+                e.push(0xF2);
+                e.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+            }
+            Lp::Int(v) if i32::try_from(v).is_ok() => {
+                e.push(0xF3);
+                e.extend_from_slice(&(v as i32).to_le_bytes());
+            }
+            Lp::Int(v) => {
+                e.push(0xF4);
+                e.extend_from_slice(&v.to_le_bytes());
+            }
+            Lp::Str(s) if s.len() < 64 => {
+                e.push(0x80 | s.len() as u8);
+                e.extend_from_slice(s);
+            }
+            Lp::Str(s) if s.len() < 4096 => {
+                e.extend_from_slice(&[0xE0 | (s.len() >> 8) as u8, s.len() as u8]);
+                e.extend_from_slice(s);
+            }
+            Lp::Str(s) => {
+                e.push(0xF0);
+                e.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                e.extend_from_slice(s);
+            }
+        }
+        let l = e.len();
+        out.extend_from_slice(&e);
+        backlen(l, &mut out);
+    }
+    out.push(0xFF);
+    let total = out.len() as u32;
+    out[0..4].copy_from_slice(&total.to_le_bytes());
+    let n = items.len().min(65535) as u16;
+    out[4..6].copy_from_slice(&n.to_le_bytes());
+    out
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+
+    #[test]
+    fn encoded_listpacks_read_back() {
+        let long = vec![b'x'; 5000];
+        let items = [
+            Lp::Int(0),
+            Lp::Int(127),
+            Lp::Int(-1),
+            Lp::Int(4000),
+            Lp::Int(-30000),
+            Lp::Int(1 << 22),
+            Lp::Int(1 << 30),
+            Lp::Int(1 << 40),
+            Lp::Int(i64::MIN),
+            Lp::Str(b"abc"),
+            Lp::Str(&[b'y'; 300]),
+            Lp::Str(&long),
+        ];
+        let lp = encode(&items);
+        let back = listpack(&lp).unwrap();
+        let want: Vec<Vec<u8>> = items
+            .iter()
+            .map(|i| match i {
+                Lp::Int(v) => v.to_string().into_bytes(),
+                Lp::Str(s) => s.to_vec(),
+            })
+            .collect();
+        assert_eq!(back, want);
+    }
+}

@@ -18,6 +18,7 @@ pub enum Value {
     Set(Vec<Vec<u8>>),
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
     ZSet(Vec<(Vec<u8>, f64)>),
+    Stream(Box<crate::stream::StreamData>),
 }
 
 /// A key with its value and metadata.
@@ -125,6 +126,64 @@ impl<R: Read> Input<R> {
         Ok(v)
     }
 
+    /// A stream (types 15 and 19; 19 adds first/max-deleted IDs, the
+    /// added count and each group's entries-read).
+    fn stream(&mut self, v2: bool) -> Result<crate::stream::StreamData> {
+        use crate::stream::{ConsumerData, GroupData, StreamData, node_entries, parse_id};
+        let mut s = StreamData::default();
+        let nodes = self.len()?;
+        for _ in 0..nodes {
+            let master = parse_id(&self.string()?).map_err(|e| self.at(e))?;
+            let lp = self.string()?;
+            node_entries(master, &lp, &mut s.entries).map_err(|e| self.at(e))?;
+        }
+        let length = self.len()?;
+        s.last_id = (self.len()?, self.len()?);
+        if v2 {
+            s.first_id = (self.len()?, self.len()?);
+            s.max_deleted = (self.len()?, self.len()?);
+            s.entries_added = self.len()?;
+        } else {
+            s.first_id = s.entries.first().map(|e| e.0).unwrap_or_default();
+            s.entries_added = length;
+        }
+        let ngroups = self.len()?;
+        for _ in 0..ngroups {
+            let mut g = GroupData {
+                name: self.string()?,
+                last_id: (self.len()?, self.len()?),
+                entries_read: -1,
+                ..Default::default()
+            };
+            if v2 {
+                g.entries_read = self.len()? as i64;
+            }
+            let n = self.len()?;
+            for _ in 0..n {
+                let id = parse_id(&self.array::<16>()?).map_err(|e| self.at(e))?;
+                let time = u64::from_le_bytes(self.array()?);
+                let count = self.len()?;
+                g.pel.push((id, time, count));
+            }
+            let nc = self.len()?;
+            for _ in 0..nc {
+                let mut c = ConsumerData {
+                    name: self.string()?,
+                    seen_time: u64::from_le_bytes(self.array()?),
+                    pel: Vec::new(),
+                };
+                let n = self.len()?;
+                for _ in 0..n {
+                    c.pel
+                        .push(parse_id(&self.array::<16>()?).map_err(|e| self.at(e))?);
+                }
+                g.consumers.push(c);
+            }
+            s.groups.push(g);
+        }
+        Ok(s)
+    }
+
     fn string(&mut self) -> Result<Vec<u8>> {
         match self.len_or_enc()? {
             Len::Len(n) => self.bytes(n),
@@ -222,7 +281,7 @@ impl<R: Read> Input<R> {
                 return Err(Error::Unsupported("module values".into()));
             }
             kind::STREAM_LISTPACKS | kind::STREAM_LISTPACKS_2 => {
-                return Err(Error::Unsupported("streams (RDB types 15/19)".into()));
+                Value::Stream(Box::new(self.stream(t == kind::STREAM_LISTPACKS_2)?))
             }
             // Redis before 7.0
             kind::HASH_ZIPMAP => Value::Hash(zipmap(&self.string()?).map_err(|e| self.at(e))?),

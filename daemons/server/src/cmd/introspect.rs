@@ -30,6 +30,13 @@ fn usage(key: &[u8], v: ValueRef<'_>) -> usize {
             ValueRef::List(l) => 48 + l.iter().map(|e| e.len() + 24).sum::<usize>(),
             ValueRef::Set(s) => 64 + s.iter().map(|e| e.len() + 32).sum::<usize>(),
             ValueRef::ZSet(z) => 96 + z.iter().map(|(m, _)| 2 * m.len() + 72).sum::<usize>(),
+            ValueRef::Stream(s) => {
+                128 + s
+                    .entries
+                    .values()
+                    .map(|fv| 48 + fv.iter().map(|b| b.len() + 16).sum::<usize>())
+                    .sum::<usize>()
+            }
         }
 }
 

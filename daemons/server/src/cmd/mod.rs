@@ -19,6 +19,7 @@ pub mod scripting;
 pub mod server_cmds;
 pub mod set;
 pub mod sort;
+pub mod stream;
 pub mod string;
 pub mod zset;
 
@@ -134,6 +135,8 @@ pub struct ConnState {
     pub wait: Option<(usize, u64, Option<std::time::Instant>)>,
     /// PSYNC/SYNC: the connection becomes a replica link after this reply.
     pub handoff: Option<crate::repl::Psync>,
+    /// A blocked XREAD's IDs as first resolved (`$` must not move on re-run).
+    pub xread_ids: Vec<crate::db::stream::StreamId>,
 }
 
 impl ConnState {
@@ -165,6 +168,7 @@ impl ConnState {
             wait: None,
             woff: 0,
             handoff: None,
+            xread_ids: Vec::new(),
         }
     }
 
@@ -523,6 +527,7 @@ pub fn handler(name: &str) -> Option<Handler> {
                 .or_else(|| bitmap::handler(n))
                 .or_else(|| hll::handler(n))
                 .or_else(|| sort::handler(n))
+                .or_else(|| stream::handler(n))
                 .or_else(|| geo::handler(n))
                 .or_else(|| introspect::handler(n))
                 .or_else(|| scripting::handler(n))

@@ -39,6 +39,7 @@ pub enum ValueRef<'a> {
     List(&'a ListVal),
     Set(&'a SetVal),
     ZSet(&'a ZSet),
+    Stream(&'a super::stream::Stream),
 }
 
 fn pack(key: &[u8], val: &[u8], expire_at: u64, access: u32) -> Box<[u8]> {
@@ -169,6 +170,7 @@ impl Entry {
                 Value::List(l) => ValueRef::List(l),
                 Value::Set(s) => ValueRef::Set(s),
                 Value::ZSet(z) => ValueRef::ZSet(z),
+                Value::Stream(s) => ValueRef::Stream(s),
             },
         }
     }
@@ -275,6 +277,7 @@ impl Entry {
             ValueRef::List(_) => "list",
             ValueRef::Set(_) => "set",
             ValueRef::ZSet(_) => "zset",
+            ValueRef::Stream(_) => "stream",
         }
     }
 

@@ -8,6 +8,7 @@
 //! See docs/decisions/0001-keyspace-and-threading.md.
 
 pub mod entry;
+pub mod stream;
 pub mod table;
 pub mod value;
 

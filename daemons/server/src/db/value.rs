@@ -38,6 +38,7 @@ pub enum Value {
     List(Box<ListVal>),
     Set(Box<SetVal>),
     ZSet(Box<ZSet>),
+    Stream(Box<super::stream::Stream>),
 }
 
 impl Value {
@@ -48,6 +49,7 @@ impl Value {
             Value::List(_) => "list",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -78,6 +80,7 @@ impl Value {
                     "skiplist"
                 }
             }
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -88,6 +91,8 @@ impl Value {
             Value::List(l) => l.is_empty(),
             Value::Set(s) => s.is_empty(),
             Value::ZSet(z) => z.is_empty(),
+            // an empty stream is a value (XADD MAXLEN 0, XDEL of the last entry)
+            Value::Stream(_) => false,
         }
     }
 }

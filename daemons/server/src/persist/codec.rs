@@ -13,6 +13,7 @@ pub fn kind_of(v: ValueRef<'_>) -> u8 {
         ValueRef::Set(_) => kind::SET,
         ValueRef::Hash(_) => kind::HASH,
         ValueRef::ZSet(_) => kind::ZSET_2,
+        ValueRef::Stream(_) => kind::STREAM_LISTPACKS_2,
     }
 }
 
@@ -23,6 +24,7 @@ fn body(enc: &mut Encoder, v: ValueRef<'_>) {
         ValueRef::Set(s) => enc.seq(s.len(), s.iter().map(|m| &m[..])),
         ValueRef::Hash(h) => enc.hash(h.len(), h.iter().map(|(f, v)| (&f[..], &v[..]))),
         ValueRef::ZSet(z) => enc.zset(z.len(), z.iter()),
+        ValueRef::Stream(s) => enc.stream(&s.to_rdb()),
     }
 }
 
@@ -96,5 +98,6 @@ pub fn to_value(v: RdbValue) -> Result<Value, &'static str> {
             }
             Value::ZSet(Box::new(z))
         }
+        RdbValue::Stream(s) => Value::Stream(Box::new(crate::db::stream::Stream::from_rdb(*s)?)),
     })
 }

@@ -192,6 +192,18 @@ pub fn replay(name: &str, args: &[&[u8]], db: &mut Keys<'_>, reply: &[u8], out: 
             encode(out, &[cmd, k])
         }
         "blmove" => encode(out, &[b"LMOVE", args[1], args[2], args[3], args[4]]),
+        // the ID the server picked for `*` / `ms-*`
+        "xadd" => match (
+            crate::cmd::stream::xadd_id_index(args),
+            reply_strings(reply).first(),
+        ) {
+            (Ok(i), Some(id)) if i < args.len() => {
+                let mut v = args.to_vec();
+                v[i] = id;
+                encode(out, &v)
+            }
+            _ => encode(out, args),
+        },
         "brpoplpush" => encode(out, &[b"RPOPLPUSH", args[1], args[2]]),
         "blmpop" | "bzmpop" => {
             // timeout numkeys key... dir [COUNT n] → the *MPOP form without timeout

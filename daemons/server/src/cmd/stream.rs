@@ -1,0 +1,560 @@
+//! Streams: XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XSETID and XREAD
+//! (with BLOCK), on `db::stream::Stream`.
+
+use super::{CmdError, CmdResult, Ctx, Handler, SYNTAX, WRONGTYPE, err, int_arg, is};
+use crate::db::Value;
+use crate::db::stream::{Stream, StreamId};
+
+pub fn handler(name: &str) -> Option<Handler> {
+    Some(match name {
+        "xadd" => xadd,
+        "xlen" => xlen,
+        "xrange" => xrange,
+        "xrevrange" => xrevrange,
+        "xdel" => xdel,
+        "xtrim" => xtrim,
+        "xsetid" => xsetid,
+        "xread" => xread,
+        _ => return None,
+    })
+}
+
+const BAD_ID: &str = "ERR Invalid stream ID specified as stream command argument";
+
+/// Stream entries per node in Redis (`stream-node-max-entries`): `~`
+/// trimming removes whole nodes of this many.
+const NODE: usize = 100;
+
+/// `ms-seq`, `ms` (seq = `missing_seq`), refusing anything else.
+fn parse_id(a: &[u8], missing_seq: u64) -> Result<StreamId, CmdError> {
+    let num = |b: &[u8]| -> Result<u64, CmdError> {
+        if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+            return Err(err(BAD_ID));
+        }
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| err(BAD_ID))
+    };
+    match a.iter().position(|&b| b == b'-') {
+        Some(p) => Ok(StreamId::new(num(&a[..p])?, num(&a[p + 1..])?)),
+        None => Ok(StreamId::new(num(a)?, missing_seq)),
+    }
+}
+
+/// A range bound: `-`, `+`, `(id` (exclusive) or an id.
+fn bound(a: &[u8], start: bool) -> Result<Option<StreamId>, CmdError> {
+    match a {
+        b"-" => return Ok(Some(StreamId::MIN)),
+        b"+" => return Ok(Some(StreamId::MAX)),
+        _ => {}
+    }
+    let missing = if start { 0 } else { u64::MAX };
+    if let Some(rest) = a.strip_prefix(b"(") {
+        let id = parse_id(rest, missing)?;
+        // exclusive: one step inward
+        let inward = if start { id.next() } else { id.prev() };
+        return match inward {
+            Some(id) => Ok(Some(id)),
+            None => Err(err(if start {
+                "ERR invalid start ID for the interval"
+            } else {
+                "ERR invalid end ID for the interval"
+            })),
+        };
+    }
+    parse_id(a, missing).map(Some)
+}
+
+fn stream_mut<'a>(
+    ctx: &'a mut Ctx<'_, '_>,
+    key: &[u8],
+) -> Result<Option<&'a mut Stream>, CmdError> {
+    match ctx.db.get(key) {
+        None => Ok(None),
+        Some(e) => match e.value_mut() {
+            Some(Value::Stream(s)) => Ok(Some(s)),
+            _ => Err(WRONGTYPE),
+        },
+    }
+}
+
+fn reply_entry(ctx: &mut Ctx<'_, '_>, id: &StreamId, fv: &[Box<[u8]>]) {
+    ctx.array(2);
+    ctx.bulk(&id.fmt());
+    ctx.array(fv.len());
+    for b in fv {
+        ctx.bulk(b);
+    }
+}
+
+/// MAXLEN/MINID trimming as parsed from XADD or XTRIM.
+struct Trim {
+    minid: Option<StreamId>,
+    maxlen: usize,
+    approx: bool,
+    limit: Option<usize>,
+}
+
+/// Parses `MAXLEN|MINID [=|~] threshold [LIMIT n]` at `a[i]`; returns the
+/// index after it.
+fn parse_trim(a: &[&[u8]], mut i: usize, trim: &mut Option<Trim>) -> Result<usize, CmdError> {
+    let minid = is(a[i], "minid");
+    i += 1;
+    let mut approx = false;
+    if i < a.len() && (a[i] == b"~" || a[i] == b"=") {
+        approx = a[i] == b"~";
+        i += 1;
+    }
+    let Some(t) = a.get(i) else {
+        return Err(SYNTAX);
+    };
+    let mut tr = Trim {
+        minid: None,
+        maxlen: 0,
+        approx,
+        limit: None,
+    };
+    if minid {
+        tr.minid = Some(parse_id(t, 0)?);
+    } else {
+        let n = int_arg(t)?;
+        if n < 0 {
+            return Err(err("ERR The MAXLEN argument must be >= 0."));
+        }
+        tr.maxlen = n as usize;
+    }
+    i += 1;
+    if i + 1 < a.len() && is(a[i], "limit") {
+        let n = int_arg(a[i + 1])?;
+        if n < 0 {
+            return Err(err("ERR The LIMIT argument must be >= 0."));
+        }
+        if !approx {
+            return Err(err(
+                "ERR syntax error, LIMIT cannot be used without the special ~ option",
+            ));
+        }
+        tr.limit = Some(n as usize);
+        i += 2;
+    }
+    *trim = Some(tr);
+    Ok(i)
+}
+
+/// Removes entries from the head per `t`; returns how many went.
+fn do_trim(s: &mut Stream, t: &Trim) -> usize {
+    let over = |s: &Stream| match t.minid {
+        Some(min) => s.entries.keys().next().is_some_and(|id| *id < min),
+        None => s.entries.len() > t.maxlen,
+    };
+    let limit = match (t.approx, t.limit) {
+        (true, Some(0)) | (true, None) => NODE * 100,
+        (true, Some(l)) => l,
+        (false, _) => usize::MAX,
+    };
+    let mut removed = 0;
+    if t.approx {
+        // like Redis, only whole nodes go: NODE entries at a time, while the
+        // whole node is still over the threshold
+        loop {
+            if removed + NODE > limit || s.entries.len() < NODE {
+                break;
+            }
+            let fits = match t.minid {
+                Some(min) => s.entries.keys().nth(NODE - 1).is_some_and(|id| *id < min),
+                None => s.entries.len() - NODE >= t.maxlen,
+            };
+            if !fits {
+                break;
+            }
+            for _ in 0..NODE {
+                s.entries.pop_first();
+            }
+            removed += NODE;
+        }
+        return removed;
+    }
+    while removed < limit && over(s) {
+        s.entries.pop_first();
+        removed += 1;
+    }
+    removed
+}
+
+/// Where XADD's ID is (after NOMKSTREAM and trimming options).
+pub fn xadd_id_index(a: &[&[u8]]) -> Result<usize, CmdError> {
+    let mut i = 2;
+    let mut trim = None;
+    while i < a.len() {
+        if is(a[i], "nomkstream") {
+            i += 1;
+        } else if is(a[i], "maxlen") || is(a[i], "minid") {
+            i = parse_trim(a, i, &mut trim)?;
+        } else {
+            break;
+        }
+    }
+    Ok(i)
+}
+
+/// # Format
+/// `XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value [field value ...]`
+fn xadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    let key = a[1];
+    let mut i = 2;
+    let (mut nomk, mut trim) = (false, None);
+    while i < a.len() {
+        if is(a[i], "nomkstream") {
+            nomk = true;
+            i += 1;
+        } else if is(a[i], "maxlen") || is(a[i], "minid") {
+            i = parse_trim(a, i, &mut trim)?;
+        } else {
+            break;
+        }
+    }
+    if i >= a.len() || (a.len() - i - 1) == 0 || (a.len() - i - 1) % 2 != 0 {
+        return Err(super::arity_error("xadd"));
+    }
+    // the ID: *, ms-*, ms-seq or ms
+    let idarg = a[i];
+    let explicit: Option<(u64, Option<u64>)> = if idarg == b"*" {
+        None
+    } else if let Some(ms) = idarg.strip_suffix(b"-*") {
+        if ms.contains(&b'-') {
+            return Err(err(BAD_ID));
+        }
+        Some((parse_id(ms, 0)?.ms, None))
+    } else {
+        let id = parse_id(idarg, 0)?;
+        if id == StreamId::MIN {
+            return Err(err("ERR The ID specified in XADD must be greater than 0-0"));
+        }
+        Some((id.ms, Some(id.seq)))
+    };
+    let now = ctx.now;
+    if stream_mut(ctx, key)?.is_none() {
+        if nomk {
+            ctx.null();
+            return Ok(());
+        }
+        ctx.db.set(key, Value::Stream(Box::default()));
+    }
+    let s = stream_mut(ctx, key)?.expect("just made");
+    let last = s.last_id;
+    let id = match explicit {
+        None => {
+            if now > last.ms {
+                StreamId::new(now, 0)
+            } else {
+                last.next().ok_or_else(|| {
+                    err("ERR The stream has exhausted the last possible ID, unable to add more items")
+                })?
+            }
+        }
+        Some((ms, None)) => {
+            if ms > last.ms {
+                StreamId::new(ms, 0)
+            } else if ms == last.ms && last.seq < u64::MAX {
+                StreamId::new(ms, last.seq + 1)
+            } else {
+                return Err(xadd_too_small(ctx, key));
+            }
+        }
+        Some((ms, Some(seq))) => {
+            let id = StreamId::new(ms, seq);
+            if id <= last {
+                return Err(xadd_too_small(ctx, key));
+            }
+            id
+        }
+    };
+    let s = stream_mut(ctx, key)?.expect("just made");
+    s.entries
+        .insert(id, a[i + 1..].iter().map(|b| Box::from(*b)).collect());
+    s.last_id = id;
+    s.entries_added += 1;
+    if let Some(t) = &trim {
+        do_trim(s, t);
+    }
+    ctx.dirty += 1;
+    ctx.bulk(&id.fmt());
+    Ok(())
+}
+
+/// XADD's "too small" error; a stream this command just created empty goes again.
+fn xadd_too_small(ctx: &mut Ctx<'_, '_>, key: &[u8]) -> CmdError {
+    if let Ok(Some(s)) = stream_mut(ctx, key)
+        && s.entries.is_empty()
+        && s.entries_added == 0
+        && s.groups.is_empty()
+    {
+        ctx.db.remove(key);
+    }
+    err("ERR The ID specified in XADD is equal or smaller than the target stream top item")
+}
+
+fn xlen(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    let n = stream_mut(ctx, a[1])?.map_or(0, |s| s.len());
+    ctx.int(n as i64);
+    Ok(())
+}
+
+fn xrange(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    range(ctx, a, false)
+}
+
+fn xrevrange(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    range(ctx, a, true)
+}
+
+/// # Format
+/// `XRANGE key start end [COUNT count]`, `XREVRANGE key end start [COUNT count]`
+fn range(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], rev: bool) -> CmdResult {
+    let (sa, ea) = if rev { (a[3], a[2]) } else { (a[2], a[3]) };
+    let start = bound(sa, true)?;
+    let end = bound(ea, false)?;
+    let mut count = None;
+    if a.len() == 6 && is(a[4], "count") {
+        let c = int_arg(a[5])?;
+        count = Some(c.max(0) as usize);
+    } else if a.len() != 4 {
+        return Err(SYNTAX);
+    }
+    if count == Some(0) {
+        ctx.null_array();
+        return Ok(());
+    }
+    let Some(s) = stream_mut(ctx, a[1])? else {
+        ctx.array(0);
+        return Ok(());
+    };
+    let (Some(start), Some(end)) = (start, end) else {
+        ctx.array(0);
+        return Ok(());
+    };
+    if start > end {
+        ctx.array(0);
+        return Ok(());
+    }
+    let limit = count.unwrap_or(usize::MAX);
+    let items: Vec<(StreamId, Box<[Box<[u8]>]>)> = if rev {
+        s.entries
+            .range(start..=end)
+            .rev()
+            .take(limit)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    } else {
+        s.entries
+            .range(start..=end)
+            .take(limit)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    };
+    ctx.array(items.len());
+    for (id, fv) in &items {
+        reply_entry(ctx, id, fv);
+    }
+    Ok(())
+}
+
+fn xdel(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    let ids = a[2..]
+        .iter()
+        .map(|x| parse_id(x, 0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(s) = stream_mut(ctx, a[1])? else {
+        ctx.int(0);
+        return Ok(());
+    };
+    let mut n = 0;
+    for id in ids {
+        if s.entries.remove(&id).is_some() {
+            n += 1;
+            if id > s.max_deleted {
+                s.max_deleted = id;
+            }
+        }
+    }
+    if n > 0 {
+        ctx.dirty += 1;
+    }
+    ctx.int(n);
+    Ok(())
+}
+
+/// # Format
+/// `XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count]`
+fn xtrim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    if !(is(a[2], "maxlen") || is(a[2], "minid")) {
+        return Err(SYNTAX);
+    }
+    let mut trim = None;
+    let i = parse_trim(a, 2, &mut trim)?;
+    if i != a.len() {
+        return Err(SYNTAX);
+    }
+    let Some(s) = stream_mut(ctx, a[1])? else {
+        ctx.int(0);
+        return Ok(());
+    };
+    let n = do_trim(s, trim.as_ref().expect("parsed"));
+    if n > 0 {
+        ctx.dirty += 1;
+    }
+    ctx.int(n as i64);
+    Ok(())
+}
+
+/// # Format
+/// `XSETID key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]`
+fn xsetid(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    let id = parse_id(a[2], 0)?;
+    let (mut added, mut maxdel) = (None, None);
+    let mut i = 3;
+    while i < a.len() {
+        if is(a[i], "entriesadded") && i + 1 < a.len() {
+            let n = int_arg(a[i + 1])?;
+            if n < 0 {
+                return Err(err("ERR entries_added must be positive"));
+            }
+            added = Some(n as u64);
+        } else if is(a[i], "maxdeletedid") && i + 1 < a.len() {
+            maxdel = Some(parse_id(a[i + 1], 0)?);
+        } else {
+            return Err(SYNTAX);
+        }
+        i += 2;
+    }
+    if let Some(m) = maxdel
+        && id < m
+    {
+        return Err(err(
+            "ERR The ID specified in XSETID is smaller than the provided max_deleted_entry_id",
+        ));
+    }
+    let Some(s) = stream_mut(ctx, a[1])? else {
+        return Err(err("ERR no such key"));
+    };
+    if let Some((top, _)) = s.entries.last_key_value()
+        && id < *top
+    {
+        return Err(err(
+            "ERR The ID specified in XSETID is smaller than the target stream top item",
+        ));
+    }
+    if let Some(n) = added
+        && (n as usize) < s.len()
+    {
+        return Err(err(
+            "ERR The entries_added specified in XSETID is smaller than the target stream length",
+        ));
+    }
+    s.last_id = id;
+    if let Some(n) = added {
+        s.entries_added = n;
+    }
+    if let Some(m) = maxdel {
+        s.max_deleted = m;
+    }
+    ctx.dirty += 1;
+    ctx.ok();
+    Ok(())
+}
+
+/// # Format
+/// `XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]`
+fn xread(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
+    let (mut count, mut block) = (usize::MAX, None);
+    let mut i = 1;
+    while i < a.len() {
+        if is(a[i], "count") && i + 1 < a.len() {
+            let c = int_arg(a[i + 1])?;
+            count = if c <= 0 { usize::MAX } else { c as usize };
+            i += 2;
+        } else if is(a[i], "block") && i + 1 < a.len() {
+            let ms = int_arg(a[i + 1])
+                .map_err(|_| err("ERR timeout is not an integer or out of range"))?;
+            if ms < 0 {
+                return Err(err("ERR timeout is negative"));
+            }
+            block = Some(ms);
+            i += 2;
+        } else if is(a[i], "streams") {
+            i += 1;
+            break;
+        } else {
+            return Err(SYNTAX);
+        }
+    }
+    let rest = &a[i..];
+    if rest.is_empty() || rest.len() % 2 != 0 || i > a.len() || !is(a[i - 1], "streams") {
+        return Err(err(
+            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
+        ));
+    }
+    let n = rest.len() / 2;
+    let (keys, idargs) = rest.split_at(n);
+    // `$` means the last ID when the command first ran: a re-run after a
+    // wake-up must not move it
+    let mut ids = Vec::with_capacity(n);
+    let saved = std::mem::take(&mut ctx.conn.xread_ids);
+    for (j, (k, idarg)) in keys.iter().zip(idargs).enumerate() {
+        let id = if *idarg == b"$" {
+            match saved.get(j) {
+                Some(id) => *id,
+                None => stream_mut(ctx, k)?.map_or(StreamId::MIN, |s| s.last_id),
+            }
+        } else {
+            parse_id(idarg, 0)?
+        };
+        ids.push(id);
+    }
+    // what each stream has past its ID
+    let mut found: Vec<(usize, Vec<(StreamId, Box<[Box<[u8]>]>)>)> = Vec::new();
+    for (j, k) in keys.iter().enumerate() {
+        if let Some(s) = stream_mut(ctx, k)?
+            && let Some(from) = ids[j].next()
+        {
+            let items: Vec<_> = s
+                .entries
+                .range(from..)
+                .take(count)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            if !items.is_empty() {
+                found.push((j, items));
+            }
+        }
+    }
+    if found.is_empty() {
+        if let Some(ms) = block
+            && ctx.may_block()
+        {
+            ctx.conn.xread_ids = ids;
+            let timeout = (ms > 0).then(|| std::time::Duration::from_millis(ms as u64));
+            ctx.block(keys, timeout);
+            return Ok(());
+        }
+        ctx.null_array();
+        return Ok(());
+    }
+    if ctx.resp3() {
+        ctx.map(found.len());
+    } else {
+        ctx.array(found.len());
+    }
+    for (j, items) in &found {
+        if !ctx.resp3() {
+            ctx.array(2);
+        }
+        ctx.bulk(keys[*j]);
+        ctx.array(items.len());
+        for (id, fv) in items {
+            reply_entry(ctx, id, fv);
+        }
+    }
+    Ok(())
+}

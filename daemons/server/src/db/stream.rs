@@ -1,0 +1,206 @@
+//! The stream type: entries by ID in a B-tree, the counters Redis 7.0
+//! keeps (last ID, max deleted ID, entries added), and consumer groups
+//! with their pending-entries lists.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kvfleet_rdb::stream::{ConsumerData, GroupData, StreamData};
+
+use super::value::Bytes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub const MIN: StreamId = StreamId { ms: 0, seq: 0 };
+    pub const MAX: StreamId = StreamId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
+
+    pub fn new(ms: u64, seq: u64) -> StreamId {
+        StreamId { ms, seq }
+    }
+
+    pub fn fmt(&self) -> Vec<u8> {
+        let mut b = itoa::Buffer::new();
+        let mut v = b.format(self.ms).as_bytes().to_vec();
+        v.push(b'-');
+        v.extend_from_slice(b.format(self.seq).as_bytes());
+        v
+    }
+
+    /// The next ID, `None` past the last.
+    pub fn next(&self) -> Option<StreamId> {
+        if self.seq < u64::MAX {
+            Some(StreamId::new(self.ms, self.seq + 1))
+        } else if self.ms < u64::MAX {
+            Some(StreamId::new(self.ms + 1, 0))
+        } else {
+            None
+        }
+    }
+
+    pub fn prev(&self) -> Option<StreamId> {
+        if self.seq > 0 {
+            Some(StreamId::new(self.ms, self.seq - 1))
+        } else if self.ms > 0 {
+            Some(StreamId::new(self.ms - 1, u64::MAX))
+        } else {
+            None
+        }
+    }
+
+    fn pair(&self) -> (u64, u64) {
+        (self.ms, self.seq)
+    }
+
+    fn from_pair(p: (u64, u64)) -> StreamId {
+        StreamId::new(p.0, p.1)
+    }
+}
+
+/// A pending entry: delivered to `consumer`, not yet acknowledged.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub consumer: Bytes,
+    pub delivery_time: u64,
+    pub delivery_count: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Consumer {
+    pub seen_time: u64,
+    pub pel: BTreeSet<StreamId>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    pub last_id: StreamId,
+    /// Redis's `entries_read`: -1 when unknown.
+    pub entries_read: i64,
+    pub pel: BTreeMap<StreamId, Pending>,
+    pub consumers: BTreeMap<Bytes, Consumer>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stream {
+    /// Field/value pairs flattened, per entry.
+    pub entries: BTreeMap<StreamId, Box<[Bytes]>>,
+    pub last_id: StreamId,
+    pub max_deleted: StreamId,
+    pub entries_added: u64,
+    pub groups: BTreeMap<Bytes, Group>,
+}
+
+impl Stream {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn first_id(&self) -> StreamId {
+        self.entries.keys().next().copied().unwrap_or_default()
+    }
+
+    pub fn to_rdb(&self) -> StreamData {
+        StreamData {
+            entries: self
+                .entries
+                .iter()
+                .map(|(id, fv)| (id.pair(), fv.iter().map(|b| b.to_vec()).collect()))
+                .collect(),
+            last_id: self.last_id.pair(),
+            first_id: self.first_id().pair(),
+            max_deleted: self.max_deleted.pair(),
+            entries_added: self.entries_added,
+            groups: self
+                .groups
+                .iter()
+                .map(|(name, g)| GroupData {
+                    name: name.to_vec(),
+                    last_id: g.last_id.pair(),
+                    entries_read: g.entries_read,
+                    pel: g
+                        .pel
+                        .iter()
+                        .map(|(id, p)| (id.pair(), p.delivery_time, p.delivery_count))
+                        .collect(),
+                    consumers: g
+                        .consumers
+                        .iter()
+                        .map(|(cn, c)| ConsumerData {
+                            name: cn.to_vec(),
+                            seen_time: c.seen_time,
+                            pel: c.pel.iter().map(|id| id.pair()).collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn from_rdb(d: StreamData) -> Result<Stream, &'static str> {
+        let mut s = Stream {
+            last_id: StreamId::from_pair(d.last_id),
+            max_deleted: StreamId::from_pair(d.max_deleted),
+            entries_added: d.entries_added,
+            ..Default::default()
+        };
+        for (id, fv) in d.entries {
+            if fv.is_empty() || fv.len() % 2 != 0 {
+                return Err("stream entry without field/value pairs");
+            }
+            s.entries.insert(
+                StreamId::from_pair(id),
+                fv.into_iter().map(Bytes::from).collect(),
+            );
+        }
+        for g in d.groups {
+            let mut group = Group {
+                last_id: StreamId::from_pair(g.last_id),
+                entries_read: g.entries_read,
+                ..Default::default()
+            };
+            let times: BTreeMap<StreamId, (u64, u64)> = g
+                .pel
+                .iter()
+                .map(|(id, t, c)| (StreamId::from_pair(*id), (*t, *c)))
+                .collect();
+            for c in g.consumers {
+                let name: Bytes = c.name.into();
+                let mut consumer = Consumer {
+                    seen_time: c.seen_time,
+                    ..Default::default()
+                };
+                for id in c.pel {
+                    let id = StreamId::from_pair(id);
+                    let Some(&(t, n)) = times.get(&id) else {
+                        return Err("consumer PEL entry missing from the group's PEL");
+                    };
+                    consumer.pel.insert(id);
+                    group.pel.insert(
+                        id,
+                        Pending {
+                            consumer: name.clone(),
+                            delivery_time: t,
+                            delivery_count: n,
+                        },
+                    );
+                }
+                group.consumers.insert(name, consumer);
+            }
+            if group.pel.len() != times.len() {
+                return Err("group PEL entry owned by no consumer");
+            }
+            s.groups.insert(g.name.into(), group);
+        }
+        Ok(s)
+    }
+}
