@@ -103,6 +103,7 @@ pub const CASES: &[(&str, &str)] = &[
     ("scripting", include_str!("cases/scripting.txt")),
     ("functions", include_str!("cases/functions.txt")),
     ("streams", include_str!("cases/streams.txt")),
+    ("stream_groups", include_str!("cases/stream_groups.txt")),
     ("geo", include_str!("cases/geo.txt")),
     ("introspect", include_str!("cases/introspect.txt")),
     ("multi", include_str!("cases/multi.txt")),

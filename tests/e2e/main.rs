@@ -9,3 +9,4 @@ mod random_ops;
 mod replication;
 mod scripting;
 mod server_features;
+mod streams;

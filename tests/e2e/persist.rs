@@ -53,6 +53,11 @@ pub(crate) fn keyspace(c: &mut RawClient) -> BTreeMap<String, String> {
                 pairs.join(",")
             }
             "zset" => strs(c, &["ZRANGE", &k, "0", "-1", "WITHSCORES"]).join(","),
+            "stream" => format!(
+                "{:?} {:?}",
+                c.call(&["XRANGE", &k, "-", "+"]),
+                c.call(&["XINFO", "GROUPS", &k])
+            ),
             other => panic!("type {other}"),
         };
         let ttl = matches!(c.call(&["PTTL", &k]), Frame::Integer(n) if n > 0);

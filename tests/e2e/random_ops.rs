@@ -254,3 +254,109 @@ fn random_geo_operations_match_redis() {
         "both keys end as sorted sets"
     );
 }
+
+/// IDs in a small space (so XDEL, XRANGE and XCLAIM hit existing entries).
+fn small_id(rng: &mut Lcg) -> String {
+    format!("{}-{}", rng.below(40), rng.below(4))
+}
+
+#[test]
+fn random_stream_operations_match_redis() {
+    let groups = ["g1", "g2"];
+    let consumers = ["c1", "c2", "c3"];
+    compare(0x5EED_57AE, 2500, &[], |rng| {
+        let g = rng.pick(&groups).to_string();
+        let c = rng.pick(&consumers).to_string();
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        match rng.below(18) {
+            0..=3 => {
+                let id = match rng.below(4) {
+                    0 => format!("{}-*", rng.below(40)),
+                    _ => small_id(rng),
+                };
+                let mut cmd = v(&["XADD", "s"]);
+                if rng.below(5) == 0 {
+                    cmd.extend(v(&["MAXLEN", "=", &rng.below(30).to_string()]));
+                }
+                cmd.push(id);
+                for f in 0..1 + rng.below(3) {
+                    cmd.push(format!("f{f}"));
+                    cmd.push(rng.below(100).to_string());
+                }
+                cmd
+            }
+            4 => v(&["XDEL", "s", &small_id(rng), &small_id(rng)]),
+            5 => match rng.below(2) {
+                0 => v(&["XTRIM", "s", "MAXLEN", &rng.below(40).to_string()]),
+                _ => v(&["XTRIM", "s", "MINID", &small_id(rng)]),
+            },
+            6 => {
+                let (a, b) = (small_id(rng), small_id(rng));
+                let a = if rng.below(3) == 0 {
+                    format!("({a}")
+                } else {
+                    a
+                };
+                v(&["XRANGE", "s", &a, &b, "COUNT", &rng.below(8).to_string()])
+            }
+            7 => v(&["XREVRANGE", "s", "+", &small_id(rng)]),
+            8 => v(&["XLEN", "s"]),
+            9 => v(&[
+                "XREAD",
+                "COUNT",
+                &(1 + rng.below(5)).to_string(),
+                "STREAMS",
+                "s",
+                &small_id(rng),
+            ]),
+            10 => match rng.below(3) {
+                0 => v(&["XGROUP", "CREATE", "s", &g, &small_id(rng), "MKSTREAM"]),
+                1 => v(&["XGROUP", "SETID", "s", &g, &small_id(rng)]),
+                _ => v(&["XGROUP", "DELCONSUMER", "s", &g, &c]),
+            },
+            11 | 12 => {
+                let id = if rng.below(3) == 0 {
+                    "0".to_string()
+                } else {
+                    ">".to_string()
+                };
+                let mut cmd = v(&[
+                    "XREADGROUP",
+                    "GROUP",
+                    &g,
+                    &c,
+                    "COUNT",
+                    &(1 + rng.below(4)).to_string(),
+                ]);
+                if rng.below(6) == 0 {
+                    cmd.push("NOACK".into());
+                }
+                cmd.extend(v(&["STREAMS", "s", &id]));
+                cmd
+            }
+            13 => v(&["XACK", "s", &g, &small_id(rng), &small_id(rng)]),
+            14 => v(&["XPENDING", "s", &g]),
+            15 => v(&[
+                "XCLAIM",
+                "s",
+                &g,
+                &c,
+                "0",
+                &small_id(rng),
+                &small_id(rng),
+                "JUSTID",
+            ]),
+            16 => v(&[
+                "XAUTOCLAIM",
+                "s",
+                &g,
+                &c,
+                "0",
+                &small_id(rng),
+                "COUNT",
+                &(1 + rng.below(4)).to_string(),
+            ]),
+            _ => v(&["XINFO", "GROUPS", "s"]),
+        }
+    });
+}

@@ -658,6 +658,19 @@ pub static COMMANDS: &[CommandSpec] = &[
         "stream"
     ),
     cmd!("xsetid", -3, WRITE | DENYOOM | FAST, K1, "stream"),
+    cmd!("xack", -4, WRITE | FAST, K1, "stream"),
+    cmd!("xpending", -3, READONLY, K1, "stream"),
+    cmd!("xclaim", -6, WRITE | FAST, K1, "stream"),
+    cmd!("xautoclaim", -6, WRITE | FAST, K1, "stream"),
+    cmd!("xinfo", -2, READONLY, k(2, 2, 1), "stream"),
+    cmd!("xgroup", -2, WRITE, k(2, 2, 1), "stream"),
+    cmd!(
+        "xreadgroup",
+        -7,
+        WRITE | BLOCKING,
+        Keys::Streams { from: 4 },
+        "stream"
+    ),
     // scripting
     cmd!("eval", -3, NOSCRIPT | STALE, NK2, "scripting"),
     cmd!("evalsha", -3, NOSCRIPT | STALE, NK2, "scripting"),
@@ -690,22 +703,7 @@ const NK2: Keys = NumKeys {
 /// (to `redis-server` backends, which do); the server answers them with
 /// Redis's unknown-command error. Rows move to [`COMMANDS`] as the server
 /// learns them.
-pub static EXTRA_COMMANDS: &[CommandSpec] = &[
-    cmd!("xack", -4, WRITE | FAST, K1, "stream"),
-    cmd!("xpending", -3, READONLY, K1, "stream"),
-    cmd!("xclaim", -6, WRITE | FAST, K1, "stream"),
-    cmd!("xautoclaim", -6, WRITE | FAST, K1, "stream"),
-    cmd!("xinfo", -2, READONLY, k(2, 2, 1), "stream"),
-    cmd!("xgroup", -2, WRITE, k(2, 2, 1), "stream"),
-    cmd!(
-        "xreadgroup",
-        -7,
-        WRITE | BLOCKING,
-        Keys::Streams { from: 4 },
-        "stream"
-    ),
-    cmd!("lcs", -3, READONLY, K12, "string"),
-];
+pub static EXTRA_COMMANDS: &[CommandSpec] = &[cmd!("lcs", -3, READONLY, K12, "string")];
 
 /// One row as `COMMAND INFO` answers it (Redis 7.0's ten fields).
 pub fn encode_info(out: &mut bytes::BytesMut, c: &CommandSpec, resp3: bool) {
@@ -766,10 +764,7 @@ mod tests {
         xread.key_indexes(&args, &mut out);
         assert_eq!(out, [2]);
         out.clear();
-        let group = EXTRA_COMMANDS
-            .iter()
-            .find(|c| c.name == "xreadgroup")
-            .unwrap();
+        let group = COMMANDS.iter().find(|c| c.name == "xreadgroup").unwrap();
         let args: Vec<&[u8]> = vec![
             b"XREADGROUP",
             b"GROUP",
