@@ -17,7 +17,7 @@ from common import cpu_seconds, rss, start  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-TESTS = os.environ.get("TESTS", "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,mset,pfadd,geoadd,evalsha").split(",")
+TESTS = os.environ.get("TESTS", "set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100,mset,pfadd,geoadd,evalsha,xadd").split(",")
 # EVALSHA's script: a fixed-window rate limiter, the common small script
 LIMITER = "local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('expire', KEYS[1], 60) end return n"
 PIPES = [int(p) for p in os.environ.get("PIPES", "1,16").split(",")]
@@ -28,7 +28,8 @@ SLOW = {"lrange_100": 8, "mset": 4}  # these do more per request: fewer of them
 # Rows redis-benchmark has no -t test for: the command it sends instead.
 CUSTOM = {"pfadd": ["PFADD", "hll:__rand_int__", "e:__rand_int__"],
           "geoadd": ["GEOADD", "geo:__rand_int__", "13.361389", "38.115556", "m:__rand_int__"],
-          "evalsha": ["EVALSHA", hashlib.sha1(LIMITER.encode()).hexdigest(), "1", "rl:__rand_int__"]}
+          "evalsha": ["EVALSHA", hashlib.sha1(LIMITER.encode()).hexdigest(), "1", "rl:__rand_int__"],
+          "xadd": ["XADD", "st:__rand_int__", "*", "field", "__rand_int__"]}
 
 
 

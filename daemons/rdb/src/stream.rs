@@ -6,12 +6,14 @@ use crate::listpack::{Lp, encode, listpack};
 use crate::{Encoder, Error, Result};
 
 pub type Id = (u64, u64);
+/// An entry: its ID and its field/value pairs flattened.
+pub type Entry = (Id, Vec<Vec<u8>>);
 
 /// A stream as a file holds it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamData {
     /// Entries in ID order, each with its field/value pairs flattened.
-    pub entries: Vec<(Id, Vec<Vec<u8>>)>,
+    pub entries: Vec<Entry>,
     pub last_id: Id,
     pub first_id: Id,
     pub max_deleted: Id,
@@ -50,7 +52,7 @@ fn id_bytes(id: Id) -> [u8; 16] {
 impl Encoder {
     /// A stream's body (after its type byte and key).
     pub fn stream(&mut self, s: &StreamData) {
-        let nodes: Vec<&[(Id, Vec<Vec<u8>>)]> = s.entries.chunks(NODE_ENTRIES).collect();
+        let nodes: Vec<&[Entry]> = s.entries.chunks(NODE_ENTRIES).collect();
         self.len(nodes.len() as u64);
         for node in nodes {
             let master = node[0].0;
@@ -133,7 +135,7 @@ fn corrupt(what: &str) -> Error {
 }
 
 /// The entries of one listpack node whose master ID is `master`.
-pub fn node_entries(master: Id, lp: &[u8], out: &mut Vec<(Id, Vec<Vec<u8>>)>) -> Result<()> {
+pub fn node_entries(master: Id, lp: &[u8], out: &mut Vec<Entry>) -> Result<()> {
     let e = listpack(lp)?;
     let mut it = e.iter();
     let mut next = || it.next().ok_or_else(|| corrupt("short stream node"));

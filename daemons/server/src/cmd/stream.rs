@@ -3,7 +3,7 @@
 
 use super::{CmdError, CmdResult, Ctx, Handler, SYNTAX, WRONGTYPE, err, int_arg, is};
 use crate::db::Value;
-use crate::db::stream::{Consumer, Group, Pending, Stream, StreamId};
+use crate::db::stream::{Consumer, Fields, Group, Pending, Stream, StreamId};
 
 pub fn handler(name: &str) -> Option<Handler> {
     Some(match name {
@@ -221,7 +221,7 @@ fn xadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             break;
         }
     }
-    if i >= a.len() || (a.len() - i - 1) == 0 || (a.len() - i - 1) % 2 != 0 {
+    if i >= a.len() || (a.len() - i - 1) == 0 || !(a.len() - i - 1).is_multiple_of(2) {
         return Err(super::arity_error("xadd"));
     }
     // the ID: *, ms-*, ms-seq or ms
@@ -346,7 +346,7 @@ fn range(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], rev: bool) -> CmdResult {
         return Ok(());
     }
     let limit = count.unwrap_or(usize::MAX);
-    let items: Vec<(StreamId, Box<[Box<[u8]>]>)> = if rev {
+    let items: Vec<(StreamId, Fields)> = if rev {
         s.entries
             .range(start..=end)
             .rev()
@@ -480,7 +480,7 @@ fn xreadgroup(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// One stream's part of an XREAD/XREADGROUP reply.
-type Found = (usize, Vec<(StreamId, Option<Box<[Box<[u8]>]>>)>);
+type Found = (usize, Vec<(StreamId, Option<Fields>)>);
 
 /// # Format
 /// `XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]`,
@@ -531,7 +531,7 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
         return Err(SYNTAX);
     };
     let rest = &a[at..];
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return Err(err(format!(
             "ERR Unbalanced {} list of streams: for each stream key an ID or '$' must be specified.",
             if grouped { "XREADGROUP" } else { "XREAD" }
@@ -667,12 +667,12 @@ fn deliver_new(
     count: usize,
     noack: bool,
     now: u64,
-) -> Vec<(StreamId, Option<Box<[Box<[u8]>]>>)> {
+) -> Vec<(StreamId, Option<Fields>)> {
     let last = s.groups[gname].last_id;
     let Some(from) = last.next() else {
         return Vec::new();
     };
-    let items: Vec<(StreamId, Box<[Box<[u8]>]>)> = s
+    let items: Vec<(StreamId, Fields)> = s
         .entries
         .range(from..)
         .take(count)
@@ -730,7 +730,7 @@ fn history(
     after: StreamId,
     count: usize,
     now: u64,
-) -> Vec<(StreamId, Option<Box<[Box<[u8]>]>>)> {
+) -> Vec<(StreamId, Option<Fields>)> {
     let Some(from) = after.next() else {
         return Vec::new();
     };
@@ -1167,19 +1167,16 @@ fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     for id in ids {
         let present = entries.contains_key(&id);
         let mut forced = false;
-        if !g.pel.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(v) = g.pel.entry(id) {
             if !force || !present {
                 continue;
             }
             // FORCE makes a PEL entry owned by nobody yet (no idle check)
-            g.pel.insert(
-                id,
-                Pending {
-                    consumer: Box::default(),
-                    delivery_time: now,
-                    delivery_count: 0,
-                },
-            );
+            v.insert(Pending {
+                consumer: Box::default(),
+                delivery_time: now,
+                delivery_count: 0,
+            });
             forced = true;
         }
         if !present {
@@ -1212,7 +1209,7 @@ fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         changed = true;
         claimed.push(id);
     }
-    let items: Vec<(StreamId, Option<Box<[Box<[u8]>]>>)> = claimed
+    let items: Vec<(StreamId, Option<Fields>)> = claimed
         .iter()
         .map(|id| (*id, (!justid).then(|| entries[id].clone())))
         .collect();
@@ -1242,7 +1239,7 @@ fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     while i < a.len() {
         if is(a[i], "count") && i + 1 < a.len() {
             let c = int_arg(a[i + 1])?;
-            if c < 1 || c > (i64::MAX / 10) {
+            if !(1..=(i64::MAX / 10)).contains(&c) {
                 return Err(err("ERR COUNT must be > 0"));
             }
             count = c as usize;
@@ -1303,7 +1300,7 @@ fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         left -= 1;
     }
     let next = pending.get(idx).copied().unwrap_or(StreamId::MIN);
-    let items: Vec<(StreamId, Option<Box<[Box<[u8]>]>>)> = claimed
+    let items: Vec<(StreamId, Option<Fields>)> = claimed
         .iter()
         .map(|id| (*id, (!justid).then(|| entries[id].clone())))
         .collect();
@@ -1326,7 +1323,7 @@ fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-fn opt_id(ctx: &mut Ctx<'_, '_>, e: Option<(StreamId, Box<[Box<[u8]>]>)>) {
+fn opt_id(ctx: &mut Ctx<'_, '_>, e: Option<(StreamId, Fields)>) {
     match e {
         Some((id, fv)) => reply_entry(ctx, &id, &fv),
         None => ctx.null(),

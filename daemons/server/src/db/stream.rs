@@ -8,6 +8,9 @@ use kvfleet_rdb::stream::{ConsumerData, GroupData, StreamData};
 
 use super::value::Bytes;
 
+/// An entry's field/value pairs, flattened.
+pub type Fields = Box<[Bytes]>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct StreamId {
     pub ms: u64,
@@ -89,7 +92,7 @@ pub struct Group {
 #[derive(Debug, Clone, Default)]
 pub struct Stream {
     /// Field/value pairs flattened, per entry.
-    pub entries: BTreeMap<StreamId, Box<[Bytes]>>,
+    pub entries: BTreeMap<StreamId, Fields>,
     pub last_id: StreamId,
     pub max_deleted: StreamId,
     pub entries_added: u64,
