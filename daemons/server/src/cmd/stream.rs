@@ -972,6 +972,67 @@ fn xgroup(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
+/// Drops `id` from the group's PEL and its owner's; whether it was there.
+fn unpend(g: &mut Group, id: StreamId) -> bool {
+    match g.pel.remove(&id) {
+        Some(p) => {
+            if let Some(c) = g.consumers.get_mut(&p.consumer) {
+                c.pel.remove(&id);
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// Hands the pending `id` to consumer `cname` (XCLAIM, XAUTOCLAIM):
+/// delivered at `time`, with `count` as its delivery count.
+fn hand_over(
+    g: &mut Group,
+    id: StreamId,
+    cname: &[u8],
+    now: u64,
+    time: u64,
+    count: impl FnOnce(u64) -> u64,
+) {
+    if let Some(old) = g.pel.get(&id).map(|p| p.consumer.clone())
+        && let Some(c) = g.consumers.get_mut(&old)
+    {
+        c.pel.remove(&id);
+    }
+    consumer(g, cname, now).pel.insert(id);
+    let p = g.pel.get_mut(&id).expect("pending");
+    p.consumer = cname.into();
+    p.delivery_time = time;
+    p.delivery_count = count(p.delivery_count);
+}
+
+/// XCLAIM's and XAUTOCLAIM's list: entries, or their IDs with JUSTID.
+fn reply_claimed(ctx: &mut Ctx<'_, '_>, items: Vec<(StreamId, Option<Fields>)>) {
+    ctx.array(items.len());
+    for (id, fv) in items {
+        match fv {
+            Some(fv) => reply_entry(ctx, &id, &fv),
+            None => ctx.bulk(&id.fmt()),
+        }
+    }
+}
+
+/// XINFO's `entries-read` and `lag` fields of a group.
+fn read_and_lag(ctx: &mut Ctx<'_, '_>, s: &Stream, g: &Group) {
+    ctx.bulk(b"entries-read");
+    if g.entries_read == -1 {
+        ctx.null();
+    } else {
+        ctx.int(g.entries_read);
+    }
+    ctx.bulk(b"lag");
+    match lag(s, g) {
+        Some(l) => ctx.int(l),
+        None => ctx.null(),
+    }
+}
+
 /// # Format
 /// `XACK key group id [id ...]`
 fn xack(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
@@ -985,10 +1046,7 @@ fn xack(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     };
     let mut n = 0;
     for id in ids {
-        if let Some(p) = g.pel.remove(&id) {
-            if let Some(c) = g.consumers.get_mut(&p.consumer) {
-                c.pel.remove(&id);
-            }
+        if unpend(g, id) {
             n += 1;
         }
     }
@@ -1181,11 +1239,7 @@ fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
         if !present {
             // the entry is gone: it leaves the PEL
-            if let Some(p) = g.pel.remove(&id)
-                && let Some(c) = g.consumers.get_mut(&p.consumer)
-            {
-                c.pel.remove(&id);
-            }
+            unpend(g, id);
             changed = true;
             continue;
         }
@@ -1193,19 +1247,18 @@ fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         if !forced && minidle > 0 && now.saturating_sub(p.delivery_time) < minidle {
             continue;
         }
-        let old = p.consumer.clone();
-        if let Some(c) = g.consumers.get_mut(&old) {
-            c.pel.remove(&id);
-        }
-        consumer(g, cname, now).pel.insert(id);
-        let p = g.pel.get_mut(&id).expect("present");
-        p.consumer = cname.into();
-        p.delivery_time = deliverytime.unwrap_or(now);
-        if let Some(n) = retrycount {
-            p.delivery_count = n;
-        } else if !justid {
-            p.delivery_count += 1;
-        }
+        hand_over(
+            g,
+            id,
+            cname,
+            now,
+            deliverytime.unwrap_or(now),
+            |n| match retrycount {
+                Some(r) => r,
+                None if justid => n,
+                None => n + 1,
+            },
+        );
         changed = true;
         claimed.push(id);
     }
@@ -1216,13 +1269,7 @@ fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if changed || lastid.is_some() {
         ctx.dirty += 1;
     }
-    ctx.array(items.len());
-    for (id, fv) in items {
-        match fv {
-            Some(fv) => reply_entry(ctx, &id, &fv),
-            None => ctx.bulk(&id.fmt()),
-        }
-    }
+    reply_claimed(ctx, items);
     Ok(())
 }
 
@@ -1272,11 +1319,7 @@ fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         let id = pending[idx];
         idx += 1;
         if !entries.contains_key(&id) {
-            if let Some(p) = g.pel.remove(&id)
-                && let Some(c) = g.consumers.get_mut(&p.consumer)
-            {
-                c.pel.remove(&id);
-            }
+            unpend(g, id);
             deleted.push(id);
             left -= 1;
             continue;
@@ -1285,17 +1328,7 @@ fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         if minidle > 0 && now.saturating_sub(p.delivery_time) < minidle {
             continue;
         }
-        let old = p.consumer.clone();
-        if let Some(c) = g.consumers.get_mut(&old) {
-            c.pel.remove(&id);
-        }
-        consumer(g, cname, now).pel.insert(id);
-        let p = g.pel.get_mut(&id).expect("listed");
-        p.consumer = cname.into();
-        p.delivery_time = now;
-        if !justid {
-            p.delivery_count += 1;
-        }
+        hand_over(g, id, cname, now, now, |n| if justid { n } else { n + 1 });
         claimed.push(id);
         left -= 1;
     }
@@ -1309,13 +1342,7 @@ fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     }
     ctx.array(3);
     ctx.bulk(&next.fmt());
-    ctx.array(items.len());
-    for (id, fv) in items {
-        match fv {
-            Some(fv) => reply_entry(ctx, &id, &fv),
-            None => ctx.bulk(&id.fmt()),
-        }
-    }
+    reply_claimed(ctx, items);
     ctx.array(deleted.len());
     for id in deleted {
         ctx.bulk(&id.fmt());
@@ -1393,17 +1420,7 @@ fn xinfo(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             ctx.int(g.pel.len() as i64);
             ctx.bulk(b"last-delivered-id");
             ctx.bulk(&g.last_id.fmt());
-            ctx.bulk(b"entries-read");
-            if g.entries_read == -1 {
-                ctx.null();
-            } else {
-                ctx.int(g.entries_read);
-            }
-            ctx.bulk(b"lag");
-            match lag(&s, g) {
-                Some(l) => ctx.int(l),
-                None => ctx.null(),
-            }
+            read_and_lag(ctx, &s, g);
         }
         return Ok(());
     }
@@ -1474,17 +1491,7 @@ fn xinfo(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         ctx.bulk(n);
         ctx.bulk(b"last-delivered-id");
         ctx.bulk(&g.last_id.fmt());
-        ctx.bulk(b"entries-read");
-        if g.entries_read == -1 {
-            ctx.null();
-        } else {
-            ctx.int(g.entries_read);
-        }
-        ctx.bulk(b"lag");
-        match lag(&s, g) {
-            Some(l) => ctx.int(l),
-            None => ctx.null(),
-        }
+        read_and_lag(ctx, &s, g);
         ctx.bulk(b"pel-count");
         ctx.int(g.pel.len() as i64);
         ctx.bulk(b"pending");

@@ -557,6 +557,19 @@ fn c_int(lua: &Lua, v: Value) -> i64 {
         .map_or(0, |n| reply::c_i64(n.trunc()))
 }
 
+/// The per-run callback, or Redis's "can only be called inside a script
+/// invocation" error for `what`.
+fn running_op(lua: &Lua, k: &Table, what: &str) -> mlua::Result<Function> {
+    let op: Option<Function> = k.raw_get("op")?;
+    op.ok_or_else(|| {
+        raise(
+            lua,
+            k,
+            &format!("ERR {what} can only be called inside a script invocation"),
+        )
+    })
+}
+
 /// The redis.* functions that may raise (a Lua wrapper would lose the
 /// caller's frame to a tail call, and with it the error's line).
 fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
@@ -627,14 +640,7 @@ fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
     api.set(
         "setresp",
         lua.create_function(move |lua, a: MultiValue| {
-            let op: Option<Function> = kk.raw_get("op")?;
-            let Some(op) = op else {
-                return Err(raise(
-                    lua,
-                    &kk,
-                    "ERR redis.setresp can only be called inside a script invocation",
-                ));
-            };
+            let op = running_op(lua, &kk, "redis.setresp")?;
             if a.len() != 1 {
                 return Err(raise(
                     lua,
@@ -653,10 +659,7 @@ fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
     api.set(
         "set_repl",
         lua.create_function(move |lua, a: MultiValue| {
-            let op: Option<Function> = kk.raw_get("op")?;
-            let Some(op) = op else {
-                return Err(raise(lua, &kk, "ERR redis.set_repl can only be called inside a script invocation"));
-            };
+            let op = running_op(lua, &kk, "redis.set_repl")?;
             if a.len() != 1 {
                 return Err(raise(lua, &kk, "ERR redis.set_repl() requires two arguments."));
             }
@@ -675,14 +678,7 @@ fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
     api.set(
         "acl_check_cmd",
         lua.create_function(move |lua, a: MultiValue| {
-            let op: Option<Function> = kk.raw_get("op")?;
-            let Some(op) = op else {
-                return Err(raise(
-                    lua,
-                    &kk,
-                    "ERR redis.acl_check_cmd can only be called inside a script invocation",
-                ));
-            };
+            let op = running_op(lua, &kk, "redis.acl_check_cmd")?;
             if a.is_empty() {
                 return Err(raise(
                     lua,
