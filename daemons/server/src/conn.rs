@@ -116,7 +116,7 @@ async fn conn_loop(
                                 }
                             }
                         }
-                        cmd::dispatch(srv, conn, &mut out, &argv);
+                        dispatch_guarded(srv, conn, &mut out, &argv);
                         if conn.block.is_some() {
                             let owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
                             argv_store = park(argv);
@@ -224,6 +224,27 @@ async fn conn_loop(
             _ = handle.kill.notified() => return Ok(()),
             _ = idle => return Ok(()),
         }
+    }
+}
+
+/// Runs one command; a bug that panics in a handler answers this client
+/// with an error and keeps the connection and the server serving (slot
+/// locks are released on unwind and parking_lot does not poison them).
+fn dispatch_guarded(srv: &Server, conn: &mut ConnState, out: &mut BytesMut, argv: &[&[u8]]) {
+    let at = out.len();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cmd::dispatch(srv, conn, out, argv)
+    }));
+    if r.is_err() {
+        out.truncate(at);
+        conn.in_exec = false;
+        conn.block = None;
+        srv.stats.errors.fetch_add(1, Relaxed);
+        tracing::error!(command = %String::from_utf8_lossy(argv[0]), "command handler panicked");
+        encode::error(
+            out,
+            b"ERR internal error while running the command (see the server log)",
+        );
     }
 }
 

@@ -43,6 +43,15 @@ pub fn fmt_g(x: f64, prec: usize) -> Vec<u8> {
 }
 
 fn fmt_g_into(x: f64, prec: usize, out: &mut Vec<u8>) {
+    if x.is_nan() {
+        // as glibc's printf spells it (Lua's 0/0 has the sign bit set)
+        out.extend_from_slice(if x.is_sign_negative() {
+            b"-nan"
+        } else {
+            b"nan"
+        });
+        return;
+    }
     let prec = prec.max(1);
     if x.is_infinite() {
         out.extend_from_slice(if x > 0.0 { b"inf" } else { b"-inf" });
@@ -242,6 +251,13 @@ mod tests {
 
     fn g(x: f64) -> String {
         String::from_utf8(g17(x)).unwrap()
+    }
+
+    #[test]
+    fn nan_prints_as_printf_does() {
+        assert_eq!(g17(f64::NAN), b"nan");
+        assert_eq!(g17(-f64::NAN), b"-nan");
+        assert_eq!(fmt_g(f64::NAN, 14), b"nan");
     }
 
     #[test]

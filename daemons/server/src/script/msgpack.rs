@@ -162,12 +162,18 @@ fn encode(v: &Value, level: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
 enum Bad {
     Eof,
     Format,
+    Deep,
 }
 
 struct Cursor<'a> {
     s: &'a [u8],
     pos: usize,
+    /// Arrays and maps open around the current value.
+    depth: usize,
 }
+
+/// Deeper nesting than Lua's C stack allows Redis is refused, not recursed into.
+const MAX_DECODE_DEPTH: usize = 1000;
 
 impl Cursor<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], Bad> {
@@ -225,6 +231,16 @@ fn decode(lua: &Lua, c: &mut Cursor<'_>) -> Result<mlua::Result<Value>, Bad> {
 }
 
 fn array(lua: &Lua, c: &mut Cursor<'_>, n: usize) -> Result<mlua::Result<Value>, Bad> {
+    c.depth += 1;
+    if c.depth > MAX_DECODE_DEPTH {
+        return Err(Bad::Deep);
+    }
+    let r = array_items(lua, c, n);
+    c.depth -= 1;
+    r
+}
+
+fn array_items(lua: &Lua, c: &mut Cursor<'_>, n: usize) -> Result<mlua::Result<Value>, Bad> {
     let t = match lua.create_table() {
         Ok(t) => t,
         Err(e) => return Ok(Err(e)),
@@ -242,6 +258,16 @@ fn array(lua: &Lua, c: &mut Cursor<'_>, n: usize) -> Result<mlua::Result<Value>,
 }
 
 fn map(lua: &Lua, c: &mut Cursor<'_>, n: usize) -> Result<mlua::Result<Value>, Bad> {
+    c.depth += 1;
+    if c.depth > MAX_DECODE_DEPTH {
+        return Err(Bad::Deep);
+    }
+    let r = map_items(lua, c, n);
+    c.depth -= 1;
+    r
+}
+
+fn map_items(lua: &Lua, c: &mut Cursor<'_>, n: usize) -> Result<mlua::Result<Value>, Bad> {
     let t = match lua.create_table() {
         Ok(t) => t,
         Err(e) => return Ok(Err(e)),
@@ -283,6 +309,7 @@ fn unpack(lua: &Lua, s: &[u8], limit: i64, offset: i64) -> mlua::Result<MultiVal
     let mut c = Cursor {
         s,
         pos: offset as usize,
+        depth: 0,
     };
     let mut out = Vec::new();
     let mut n = 0;
@@ -291,6 +318,11 @@ fn unpack(lua: &Lua, s: &[u8], limit: i64, offset: i64) -> mlua::Result<MultiVal
             Ok(v) => out.push(v?),
             Err(Bad::Eof) => return Err(mlua::Error::runtime("Missing bytes in input.")),
             Err(Bad::Format) => return Err(mlua::Error::runtime("Bad data format in input.")),
+            Err(Bad::Deep) => {
+                return Err(mlua::Error::runtime(
+                    "stack overflow (too many nested arrays or maps)",
+                ));
+            }
         }
         n += 1;
     }
