@@ -78,8 +78,10 @@ fn start_busy(server: &Proc, body: &str) -> (RawClient, RawClient) {
 #[test]
 fn a_busy_script_answers_busy_and_dies_by_script_kill_as_in_redis() {
     let kv = kvfleet_server(&[]);
+    // one worker thread: the script's thread must hand its other clients on
+    let kv1 = kvfleet_server(&["--threads", "1"]);
     let redis = redis_server(&[]);
-    for server in [&redis, &kv] {
+    for server in [&redis, &kv, &kv1] {
         let (mut runner, mut other) = start_busy(server, "local i = 0 while true do i = i + 1 end");
         let e = err_text(&other.call(&["GET", "k"]));
         assert_eq!(
@@ -102,7 +104,7 @@ fn a_busy_script_answers_busy_and_dies_by_script_kill_as_in_redis() {
 
 #[test]
 fn a_script_that_wrote_is_unkillable_and_shutdown_nosave_ends_it() {
-    let kv = kvfleet_server(&[]);
+    let kv = kvfleet_server(&["--threads", "1"]);
     let (mut runner, mut other) = start_busy(
         &kv,
         "redis.call('set', 'k', 'v') local i = 0 while true do i = i + 1 end",

@@ -514,9 +514,34 @@ fn hook(
         }
         if !state.gate.load(Relaxed) && state.elapsed_ms().unwrap_or(0) >= GATE_AFTER_MS {
             state.engage();
+            release_worker();
         }
         Ok(VmState::Continue)
     }
+}
+
+/// Hands the tasks queued on this tokio worker to the rest of the runtime
+/// once a script turns out long: they would otherwise wait for the script
+/// (a task in tokio's LIFO slot cannot be stolen; with one worker nothing
+/// else runs at all), and their clients would get neither BUSY nor SCRIPT KILL.
+/// `block_in_place` moves the worker's core to another thread; the no-op
+/// task wakes a parked worker, which then steals whatever the core still
+/// holds. Costs one thread hand-off per long script, nothing for short ones.
+fn release_worker() {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let Ok(handle) = Handle::try_current() else {
+        return;
+    };
+    if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
+        return;
+    }
+    tokio::task::block_in_place(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        handle.spawn(async move {
+            let _ = tx.send(());
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(1));
+    });
 }
 
 /// The prelude's chunk name: its frames are skipped in error positions.
