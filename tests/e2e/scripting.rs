@@ -93,8 +93,10 @@ fn a_busy_script_answers_busy_and_dies_by_script_kill_as_in_redis() {
         assert_eq!(other.call(&["SCRIPT", "KILL"]), Frame::Simple("OK".into()));
         let r = runner.read_reply().expect("the script's reply");
         let r = String::from_utf8_lossy(&r).into_owned();
+        // Redis's text, with where the script was stopped
         assert!(
-            r.starts_with("-ERR Script killed by user with SCRIPT KILL..."),
+            r.starts_with("-ERR Script killed by user with SCRIPT KILL... script: ")
+                && r.ends_with(", on @user_script:1.\r\n"),
             "{r}"
         );
         assert_eq!(other.call(&["PING"]), Frame::Simple("PONG".into()));

@@ -120,18 +120,18 @@ fn eval_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], by_sha: bool, ro: bool) -> C
     if s.undeclared && !ctx.db.all_locked() {
         return Err(NEEDS_ALL_SLOTS);
     }
-    let (func, flags) = (s.func.clone(), s.flags);
+    let flags = s.flags;
     check_flags(ctx, flags, ro)?;
-    let name = String::from_utf8_lossy(&sha).into_owned();
     let spec = RunSpec {
-        name: &name,
+        // hex digits: always UTF-8
+        name: std::str::from_utf8(&sha).unwrap_or_default(),
         eval: true,
         flags,
         read_only: ro || (flags & sflag::COMPAT == 0 && flags & sflag::NO_WRITES != 0),
         keys: &a[3..3 + nk],
         args: &a[3 + nk..],
     };
-    match eng.run(ctx, &func, &spec) {
+    match eng.run(ctx, &s.func, &spec) {
         Ok(()) => Ok(()),
         Err(RunError::NeedsAllSlots) => {
             if let Some(s) = eng.scripts.get_mut(&sha) {

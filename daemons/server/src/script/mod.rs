@@ -170,13 +170,10 @@ pub struct Engine {
     /// (KEYS and ARGV are set there per run).
     pub env: Table,
     visible: Table,
-    /// The real `redis` table: `call`/`pcall` are bound per run.
-    redis: Table,
-    /// What `call`/`pcall` are between runs.
-    call_outside: Function,
+    arg_tables: RefCell<Option<ArgTables>>,
     /// `loading(true)` shows library code the load-time globals instead.
     loading: Function,
-    pub scripts: HashMap<[u8; 40], Script>,
+    pub scripts: HashMap<[u8; 40], Script, crate::db::value::Hasher>,
     pub libs: functions::Libraries,
     state: Arc<RunState>,
     /// The registry generations this interpreter's caches reflect.
@@ -501,7 +498,7 @@ fn allowed_while_busy(srv: &Server, args: &[&[u8]]) -> bool {
 fn hook(
     state: Arc<RunState>,
 ) -> impl Fn(&Lua, &mlua::debug::Debug<'_>) -> mlua::Result<VmState> + Send {
-    move |lua, _| {
+    move |lua, debug| {
         if state.kill.load(Relaxed) {
             if !state.hook_fast.swap(true, Relaxed) {
                 // from now on every instruction fails, so pcall cannot catch it for long
@@ -509,6 +506,10 @@ fn hook(
                     HookTriggers::new().every_nth_instruction(1),
                     hook(state.clone()),
                 );
+            }
+            // the prelude's wrappers and error handler finish the run
+            if debug.source().source.as_deref() == Some(PRELUDE) {
+                return Ok(VmState::Continue);
             }
             return Err(mlua::Error::runtime(KILLED));
         }
@@ -582,17 +583,52 @@ fn c_int(lua: &Lua, v: Value) -> i64 {
         .map_or(0, |n| reply::c_i64(n.trunc()))
 }
 
-/// The per-run callback, or Redis's "can only be called inside a script
-/// invocation" error for `what`.
-fn running_op(lua: &Lua, k: &Table, what: &str) -> mlua::Result<Function> {
-    let op: Option<Function> = k.raw_get("op")?;
-    op.ok_or_else(|| {
-        raise(
-            lua,
-            k,
-            &format!("ERR {what} can only be called inside a script invocation"),
-        )
-    })
+/// What the callbacks made once per interpreter (`redis.call`, `pcall`,
+/// `setresp`, `acl_check_cmd`, `math.random`) need of the running script.
+trait RunEnv {
+    fn call(&mut self, lua: &Lua, args: MultiValue) -> mlua::Result<(bool, Value)>;
+    fn set_resp3(&mut self, on: bool);
+    fn knows(&self, command: &[u8]) -> bool;
+}
+
+/// The running script's state, lent for the length of one run.
+struct Current<'a>(&'a mut (dyn RunEnv + 'a));
+
+impl<'a, 'b> scoped_tls_hkt::ReborrowMut<'a> for Current<'b> {
+    type Result = Current<'a>;
+    fn reborrow_mut(&'a mut self) -> Current<'a> {
+        Current(&mut *self.0)
+    }
+}
+
+scoped_tls_hkt::scoped_thread_local!(
+    /// Set by [`Engine::run`] for the length of a run: the callbacks read
+    /// the run here, so a run creates no closures (per-run scoped
+    /// callbacks cost a fifth of EVALSHA). It reads as unset while a
+    /// callback holds it, so a nested use finds no run.
+    static mut CURRENT: for<'a> Current<'a>
+);
+
+/// Runs `f` on this thread's running script; `None` outside a run.
+fn with_current<R>(f: impl FnOnce(&mut dyn RunEnv) -> R) -> Option<R> {
+    if !CURRENT.is_set() {
+        return None;
+    }
+    Some(CURRENT.with(|c| f(c.0)))
+}
+
+/// Whether a script runs on this thread now.
+fn in_run() -> bool {
+    CURRENT.is_set()
+}
+
+/// Redis's "can only be called inside a script invocation" error for `what`.
+fn outside(lua: &Lua, k: &Table, what: &str) -> mlua::Error {
+    raise(
+        lua,
+        k,
+        &format!("ERR {what} can only be called inside a script invocation"),
+    )
 }
 
 /// The redis.* functions that may raise (a Lua wrapper would lose the
@@ -600,13 +636,27 @@ fn running_op(lua: &Lua, k: &Table, what: &str) -> mlua::Result<Function> {
 fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
     let kk = k.clone();
     api.set(
-        "call_outside",
-        lua.create_function(move |lua, _: MultiValue| -> mlua::Result<()> {
-            Err(raise(
-                lua,
-                &kk,
-                "ERR redis.call/pcall can only be called inside a script invocation",
-            ))
+        "call",
+        lua.create_function(move |lua, a: MultiValue| {
+            match with_current(|env| env.call(lua, a)) {
+                None => Err(outside(lua, &kk, "redis.call/pcall")),
+                Some(Err(e)) => Err(e),
+                Some(Ok((false, v))) => Ok(v),
+                Some(Ok((true, v))) => {
+                    kk.raw_set("err", v)?;
+                    Err(mlua::Error::runtime("redis.call failed"))
+                }
+            }
+        })?,
+    )?;
+    let kk = k.clone();
+    api.set(
+        "pcall",
+        lua.create_function(move |lua, a: MultiValue| {
+            match with_current(|env| env.call(lua, a)) {
+                None => Err(outside(lua, &kk, "redis.call/pcall")),
+                Some(r) => r.map(|(_, v)| v),
+            }
         })?,
     )?;
     let kk = k.clone();
@@ -665,7 +715,9 @@ fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
     api.set(
         "setresp",
         lua.create_function(move |lua, a: MultiValue| {
-            let op = running_op(lua, &kk, "redis.setresp")?;
+            if !in_run() {
+                return Err(outside(lua, &kk, "redis.setresp"));
+            }
             if a.len() != 1 {
                 return Err(raise(
                     lua,
@@ -677,14 +729,17 @@ fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
             if n != 2 && n != 3 {
                 return Err(raise(lua, &kk, "ERR RESP version must be 2 or 3."));
             }
-            op.call::<()>((3, n))
+            with_current(|env| env.set_resp3(n == 3));
+            Ok(())
         })?,
     )?;
     let kk = k.clone();
     api.set(
         "set_repl",
         lua.create_function(move |lua, a: MultiValue| {
-            let op = running_op(lua, &kk, "redis.set_repl")?;
+            if !in_run() {
+                return Err(outside(lua, &kk, "redis.set_repl"));
+            }
             if a.len() != 1 {
                 return Err(raise(lua, &kk, "ERR redis.set_repl() requires two arguments."));
             }
@@ -696,14 +751,16 @@ fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
                     "ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
                 ));
             }
-            op.call::<()>((4, n))
+            Ok(())
         })?,
     )?;
     let kk = k.clone();
     api.set(
         "acl_check_cmd",
         lua.create_function(move |lua, a: MultiValue| {
-            let op = running_op(lua, &kk, "redis.acl_check_cmd")?;
+            if !in_run() {
+                return Err(outside(lua, &kk, "redis.acl_check_cmd"));
+            }
             if a.is_empty() {
                 return Err(raise(
                     lua,
@@ -711,7 +768,9 @@ fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
                     "ERR Please specify at least one argument for this redis lib call",
                 ));
             }
-            let known: bool = op.call((5, a[0].clone()))?;
+            let known =
+                with_current(|env| matches!(&a[0], Value::String(s) if env.knows(&s.as_bytes())))
+                    .unwrap_or(false);
             if !known {
                 return Err(raise(
                     lua,
@@ -736,13 +795,16 @@ impl Engine {
         let r = rng.clone();
         api.set(
             "random",
-            lua.create_function(move |_, ()| Ok(r.lock().next()))?,
+            lua.create_function(move |_, ()| Ok(in_run().then(|| r.lock().next())))?,
         )?;
         api.set(
             "randomseed",
             lua.create_function(move |_, s: i64| {
+                if !in_run() {
+                    return Ok(false);
+                }
                 rng.lock().seed(s as i32);
-                Ok(())
+                Ok(true)
             })?,
         )?;
         api.set(
@@ -777,8 +839,7 @@ impl Engine {
         api.set("cmsgpack", msgpack::open(&lua)?)?;
         api.set("bit", bit::open(&lua)?)?;
         api.set("struct", structlib::open(&lua)?)?;
-        let call_outside: Function = api.get("call_outside")?;
-        let (env, visible, redis, run, loading): (Table, Table, Table, Function, Function) = lua
+        let (env, visible, run, loading): (Table, Table, Function, Function) = lua
             .load(include_str!("prelude.lua"))
             .set_name(PRELUDE)
             .call((k.clone(), api, crate::REDIS_VERSION, version_num()))?;
@@ -792,10 +853,9 @@ impl Engine {
             run,
             env,
             visible,
-            redis,
+            arg_tables: RefCell::new(None),
             loading,
-            call_outside,
-            scripts: HashMap::new(),
+            scripts: HashMap::default(),
             libs: functions::Libraries::default(),
             state,
             script_gen: 0,
@@ -905,6 +965,28 @@ pub struct RunSpec<'a> {
     pub args: &'a [&'a [u8]],
 }
 
+/// EVAL's KEYS and ARGV: kept for the next run while scripts leave them as
+/// they found them (two fresh tables cost a sixth of a short script's run).
+/// A table a script changed beyond its elements (more of them, other keys,
+/// a metatable) is dropped, so every run sees what Redis's fresh ones show.
+struct ArgTables {
+    keys: Table,
+    args: Table,
+    nkeys: usize,
+    nargs: usize,
+}
+
+/// Puts `items` at 1..=n in `t`, clearing what a previous fill of `prev` left beyond.
+fn fill(lua: &Lua, t: &Table, items: &[&[u8]], prev: usize) -> mlua::Result<()> {
+    for (i, s) in items.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(s)?)?;
+    }
+    for i in items.len() + 1..=prev {
+        t.raw_set(i, Value::Nil)?;
+    }
+    Ok(())
+}
+
 /// Why a run ended without a reply.
 pub enum RunError {
     /// A key outside the locked slots was needed before any write: run
@@ -941,17 +1023,35 @@ impl Engine {
         let fail = |e: mlua::Error| RunError::Failed(err(format!("ERR {}", lua_message(&e))));
         let strings = |items: &[&[u8]]| -> mlua::Result<Table> {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, s) in items.iter().enumerate() {
-                t.raw_set(i + 1, lua.create_string(s)?)?;
-            }
+            fill(lua, &t, items, 0)?;
             Ok(t)
         };
-        let keys = strings(spec.keys).map_err(fail)?;
-        let args = strings(spec.args).map_err(fail)?;
-        if spec.eval {
-            self.visible.raw_set("KEYS", &keys).map_err(fail)?;
-            self.visible.raw_set("ARGV", &args).map_err(fail)?;
-        }
+        let (keys, args) = if spec.eval {
+            // EVAL: the tables the last run left untouched, refilled
+            let mut slot = self.arg_tables.borrow_mut();
+            let t = match slot.take() {
+                Some(t) => t,
+                None => {
+                    let (keys, args) = (strings(&[]).map_err(fail)?, strings(&[]).map_err(fail)?);
+                    self.visible.raw_set("KEYS", &keys).map_err(fail)?;
+                    self.visible.raw_set("ARGV", &args).map_err(fail)?;
+                    ArgTables {
+                        keys,
+                        args,
+                        nkeys: 0,
+                        nargs: 0,
+                    }
+                }
+            };
+            fill(lua, &t.keys, spec.keys, t.nkeys).map_err(fail)?;
+            fill(lua, &t.args, spec.args, t.nargs).map_err(fail)?;
+            (t.keys, t.args)
+        } else {
+            (
+                strings(spec.keys).map_err(fail)?,
+                strings(spec.args).map_err(fail)?,
+            )
+        };
         let state = &*self.state;
         if state.hook_fast.swap(false, Relaxed) {
             let _ = lua.set_hook(
@@ -971,7 +1071,7 @@ impl Engine {
         }
         state.begin();
         let was_in_exec = std::mem::replace(&mut ctx.conn.in_exec, true);
-        let env = RefCell::new(CallEnv {
+        let mut env = CallEnv {
             srv: ctx.srv,
             conn: &mut *ctx.conn,
             guards: ctx.db.take_guards(),
@@ -983,41 +1083,33 @@ impl Engine {
             needs_all: false,
             scratch: bytes::BytesMut::new(),
             argv: Vec::new(),
+        };
+        let result = CURRENT.set(Current(&mut env), || {
+            self.run.call::<(bool, Value, bool)>((
+                func,
+                &keys,
+                &args,
+                !spec.eval,
+                spec.eval.then_some(spec.keys.len()),
+                spec.args.len(),
+            ))
         });
-        let result = lua.scope(|scope| {
-            let op = scope.create_function(|lua, a: MultiValue| op(&env, lua, a))?;
-            let k = &self.k;
-            let call_fn = scope.create_function(|lua, a: MultiValue| {
-                let (failed, v) = call(&mut env.borrow_mut(), lua, a.into_iter())?;
-                if failed {
-                    k.raw_set("err", v)?;
-                    return Err(mlua::Error::runtime("redis.call failed"));
-                }
-                Ok(v)
-            })?;
-            let pcall_fn = scope.create_function(|lua, a: MultiValue| {
-                call(&mut env.borrow_mut(), lua, a.into_iter()).map(|(_, v)| v)
-            })?;
-            k.raw_set("op", op)?;
-            k.raw_set("running", true)?;
-            self.redis.raw_set("call", call_fn)?;
-            self.redis.raw_set("pcall", pcall_fn)?;
-            let r = self
-                .run
-                .call::<(bool, Value)>((func, keys, args, !spec.eval));
-            k.raw_set("op", Value::Nil)?;
-            k.raw_set("running", Value::Nil)?;
-            k.raw_set("err", Value::Nil)?;
-            self.redis.raw_set("call", &self.call_outside)?;
-            self.redis.raw_set("pcall", &self.call_outside)?;
-            r
-        });
+        let (nk, na) = (spec.keys.len(), spec.args.len());
+        if spec.eval && matches!(result, Ok((_, _, true))) {
+            *self.arg_tables.borrow_mut() = Some(ArgTables {
+                keys,
+                args,
+                nkeys: nk,
+                nargs: na,
+            });
+        }
+        let result = result.map(|(ok, v, _)| (ok, v));
+        let _ = self.k.raw_set("err", Value::Nil);
         if !spec.eval {
             *state.current.lock() = None;
         }
         state.finish();
         let killed = state.kill.swap(false, Relaxed);
-        let env = env.into_inner();
         let (resp3, needs_all) = (env.resp3, env.needs_all);
         ctx.db.put_guards(env.guards);
         ctx.conn.in_exec = was_in_exec;
@@ -1090,34 +1182,22 @@ fn error_reply(e: &Value, name: &str, killed: bool) -> CmdError {
     err(msg.replace(['\r', '\n'], " "))
 }
 
-/// The callback behind `setresp` (3), `set_repl` (4) and `acl_check_cmd` (5).
-fn op(env: &RefCell<CallEnv<'_, '_>>, _lua: &Lua, a: MultiValue) -> mlua::Result<Value> {
-    let mut it = a.into_iter();
-    let code = match it.next() {
-        Some(Value::Integer(i)) => i,
-        _ => 0,
-    };
-    let mut env = env.borrow_mut();
-    Ok(match code {
-        3 => {
-            env.resp3 = matches!(it.next(), Some(Value::Integer(3)));
-            Value::Nil
-        }
-        5 => {
-            let name = match it.next() {
-                Some(Value::String(s)) => s.as_bytes().to_vec(),
-                _ => Vec::new(),
-            };
-            Value::Boolean(env.srv.lookup(&name).is_some())
-        }
-        _ => Value::Nil,
-    })
-}
-
 fn err_table(lua: &Lua, msg: &str) -> mlua::Result<(bool, Value)> {
     let t = lua.create_table()?;
     t.raw_set("err", msg)?;
     Ok((true, Value::Table(t)))
+}
+
+impl RunEnv for CallEnv<'_, '_> {
+    fn call(&mut self, lua: &Lua, args: MultiValue) -> mlua::Result<(bool, Value)> {
+        call(self, lua, args.into_iter())
+    }
+    fn set_resp3(&mut self, on: bool) {
+        self.resp3 = on;
+    }
+    fn knows(&self, command: &[u8]) -> bool {
+        self.srv.lookup(command).is_some()
+    }
 }
 
 /// One `redis.call`: Redis's checks for scripts, the slots, then the command

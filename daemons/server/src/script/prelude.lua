@@ -6,9 +6,9 @@
 -- Redis 7's error tables ({err = "CODE message"}), and Redis's pcall, which
 -- hands such tables back as their message.
 --
--- Arguments from Rust: `K` (hidden per-run state: `K.running` while a
--- script runs, `K.err` an error table a Rust function raised), `api` (the
--- Rust-made functions: redis.* that may raise, math.random's generator,
+-- Arguments from Rust: `K` (hidden state: `K.err` an error table a Rust
+-- function raised), `api` (the Rust-made functions: redis.* that may raise,
+-- math.random's generator (nil outside a run),
 -- the cjson/cmsgpack/bit/struct libraries, and `where`: the innermost
 -- script frame's source and line), `version` and `version_num`.
 local K, api, version, version_num = ...
@@ -95,11 +95,10 @@ local function status_reply(...)
     return { ok = (...) }
 end
 
--- The redis table: call and pcall are replaced for each run by the
--- server's callbacks (api.call_outside raises when none runs).
+-- The redis table (call and pcall raise when no script runs).
 local redis_real = {
-    call = api.call_outside,
-    pcall = api.call_outside,
+    call = api.call,
+    pcall = api.pcall,
     log = api.log,
     LOG_DEBUG = 0,
     LOG_VERBOSE = 1,
@@ -125,8 +124,8 @@ local redis_real = {
 
 local math_ = copy(math)
 math_.random = function(...)
-    if not K.running then error_('math.random can only be called inside a script invocation', 2) end
     local r = api.random()
+    if not r then error_('math.random can only be called inside a script invocation', 2) end
     local n = select_('#', ...)
     if n == 0 then return r end
     if n == 1 then
@@ -142,8 +141,9 @@ math_.random = function(...)
     error_('wrong number of arguments', 2)
 end
 math_.randomseed = function(seed)
-    if not K.running then error_('math.randomseed can only be called inside a script invocation', 2) end
-    api.randomseed(c_int(seed))
+    if not api.randomseed(c_int(seed)) then
+        error_('math.randomseed can only be called inside a script invocation', 2)
+    end
 end
 
 local function safe_rawset(t, k, v)
@@ -237,12 +237,24 @@ local function handler(e)
     return e
 end
 
--- Runs an EVAL body (no arguments) or a library function (keys, args).
-local function run(f, keys, args, with_args)
+-- Whether a script left its KEYS or ARGV table as the server filled it
+-- (`n` elements, no other keys, no metatable), so the next run may refill it.
+local function untouched(t, n)
+    if getmetatable(t) ~= nil then return false end
+    local ok, k = rawpcall(next, t, n > 0 and n or nil)
+    return ok and k == nil
+end
+
+-- Runs an EVAL body (no arguments; the third result says whether it left
+-- KEYS and ARGV untouched) or a library function (keys, args). Code in
+-- this file still runs after SCRIPT KILL; the script's own code does not.
+local function run(f, keys, args, with_args, nkeys, nargs)
     if with_args then
         return xpcall(function() return f(keys, args) end, handler)
     end
-    return xpcall(f, handler)
+    if not nkeys then return xpcall(f, handler) end
+    local ok, v = xpcall(f, handler)
+    return ok, v, ok and untouched(keys, nkeys) and untouched(args, nargs)
 end
 
-return env, visible, redis_real, run, loading
+return env, visible, run, loading
