@@ -18,12 +18,13 @@ pub mod structlib;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
-use parking_lot::{ArcMutexGuard, Mutex};
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::cmd::{CmdError, Ctx, Guards, err};
@@ -188,15 +189,18 @@ struct Registry {
     scripts: HashMap<[u8; 40], Arc<[u8]>>,
 }
 
-/// One worker thread's interpreter.
+/// One worker thread's interpreter: only that thread touches it (mlua
+/// without its `send` feature: no lock or atomic count per Lua API call).
 struct EngineSlot {
-    engine: Arc<Mutex<Option<Engine>>>,
+    /// `None` before first use, and while an [`EngineGuard`] holds it.
+    engine: RefCell<Option<Box<Engine>>>,
+    created: std::cell::Cell<bool>,
     state: Arc<RunState>,
 }
 
 thread_local! {
     /// This thread's interpreter for each server (by [`Scripting::id`]).
-    static MINE: RefCell<Vec<(u64, Arc<EngineSlot>)>> = const { RefCell::new(Vec::new()) };
+    static MINE: RefCell<Vec<(u64, Rc<EngineSlot>)>> = const { RefCell::new(Vec::new()) };
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -212,7 +216,9 @@ pub struct Scripting {
     /// Bumped by SCRIPT FLUSH / library changes: interpreters resync.
     script_gen: AtomicU64,
     lib_gen: AtomicU64,
-    engines: Mutex<Vec<Arc<EngineSlot>>>,
+    /// Every interpreter's run state (what SCRIPT KILL, BUSY and FUNCTION
+    /// STATS consult from other threads).
+    engines: Mutex<Vec<Arc<RunState>>>,
     /// The libraries' code (the set every interpreter loads; snapshots
     /// read it without waiting for an interpreter), and how many
     /// functions they register (FUNCTION STATS).
@@ -242,20 +248,29 @@ impl Default for Scripting {
     }
 }
 
-/// This thread's interpreter, locked (only this thread ever takes it, so
-/// the lock is uncontended; it exists for the list other threads read).
-pub struct EngineGuard(ArcMutexGuard<parking_lot::RawMutex, Option<Engine>>);
+/// This thread's interpreter, taken out of its slot while in use (and put
+/// back on drop).
+pub struct EngineGuard {
+    eng: Option<Box<Engine>>,
+    slot: Rc<EngineSlot>,
+}
+
+impl Drop for EngineGuard {
+    fn drop(&mut self) {
+        *self.slot.engine.borrow_mut() = self.eng.take();
+    }
+}
 
 impl std::ops::Deref for EngineGuard {
     type Target = Engine;
     fn deref(&self) -> &Engine {
-        self.0.as_ref().expect("created on first use")
+        self.eng.as_ref().expect("held until drop")
     }
 }
 
 impl std::ops::DerefMut for EngineGuard {
     fn deref_mut(&mut self) -> &mut Engine {
-        self.0.as_mut().expect("created on first use")
+        self.eng.as_mut().expect("held until drop")
     }
 }
 
@@ -268,19 +283,31 @@ impl Scripting {
             if let Some((_, s)) = m.iter().find(|(id, _)| *id == self.id) {
                 return s.clone();
             }
-            let s = Arc::new(EngineSlot {
-                engine: Arc::new(Mutex::new(None)),
+            let s = Rc::new(EngineSlot {
+                engine: RefCell::new(None),
+                created: std::cell::Cell::new(false),
                 state: Arc::new(RunState::new(self.shared.clone())),
             });
-            self.engines.lock().push(s.clone());
+            self.engines.lock().push(s.state.clone());
             m.push((self.id, s.clone()));
             s
         });
-        let mut g = slot.engine.lock_arc();
-        if g.is_none() {
-            *g = Some(Engine::new(slot.state.clone()).map_err(|e| err(format!("ERR {e}")))?);
-        }
-        let mut g = EngineGuard(g);
+        let taken = slot.engine.borrow_mut().take();
+        let eng = match taken {
+            Some(e) => e,
+            None if !slot.created.get() => {
+                let e =
+                    Box::new(Engine::new(slot.state.clone()).map_err(|e| err(format!("ERR {e}")))?);
+                slot.created.set(true);
+                e
+            }
+            // nothing that runs inside a script asks for the interpreter again
+            None => return Err(err("ERR the script interpreter is in use")),
+        };
+        let mut g = EngineGuard {
+            eng: Some(eng),
+            slot,
+        };
         let sg = self.script_gen.load(Relaxed);
         if g.script_gen != sg {
             g.scripts.clear();
@@ -349,11 +376,7 @@ impl Scripting {
     }
 
     fn states(&self) -> Vec<Arc<RunState>> {
-        self.engines
-            .lock()
-            .iter()
-            .map(|s| s.state.clone())
-            .collect()
+        self.engines.lock().clone()
     }
 
     /// The longest-running script, if any runs.
@@ -570,9 +593,21 @@ impl Lrand48 {
 pub(crate) fn raise(lua: &Lua, k: &Table, msg: &str) -> mlua::Error {
     if let Ok(t) = lua.create_table() {
         let _ = t.raw_set("err", msg);
-        let _ = k.raw_set("err", t);
+        pend(k, t);
     }
     mlua::Error::runtime(msg.to_string())
+}
+
+thread_local! {
+    /// `K.err` may hold an error table: cleared after the run (only then:
+    /// clearing costs a table write per run).
+    static PENDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Leaves `err` in `K.err` for the prelude's handlers.
+fn pend(k: &Table, err: impl mlua::IntoLua) {
+    PENDING.with(|p| p.set(true));
+    let _ = k.raw_set("err", err);
 }
 
 /// `(int) lua_tonumber(v)`, as Redis reads its numeric arguments.
@@ -643,7 +678,7 @@ fn redis_api(lua: &Lua, k: &Table, api: &Table) -> mlua::Result<()> {
                 Some(Err(e)) => Err(e),
                 Some(Ok((false, v))) => Ok(v),
                 Some(Ok((true, v))) => {
-                    kk.raw_set("err", v)?;
+                    pend(&kk, v);
                     Err(mlua::Error::runtime("redis.call failed"))
                 }
             }
@@ -1104,7 +1139,9 @@ impl Engine {
             });
         }
         let result = result.map(|(ok, v, _)| (ok, v));
-        let _ = self.k.raw_set("err", Value::Nil);
+        if PENDING.with(|p| p.replace(false)) {
+            let _ = self.k.raw_set("err", Value::Nil);
+        }
         if !spec.eval {
             *state.current.lock() = None;
         }

@@ -239,10 +239,12 @@ end
 
 -- Whether a script left its KEYS or ARGV table as the server filled it
 -- (`n` elements, no other keys, no metatable), so the next run may refill it.
+-- (`next` from key n cannot fail: n is present.)
+local getmt, rawget_, next_ = getmetatable, rawget, next
 local function untouched(t, n)
-    if getmetatable(t) ~= nil then return false end
-    local ok, k = rawpcall(next, t, n > 0 and n or nil)
-    return ok and k == nil
+    if getmt(t) ~= nil then return false end
+    if n == 0 then return next_(t) == nil end
+    return rawget_(t, n) ~= nil and next_(t, n) == nil
 end
 
 -- Runs an EVAL body (no arguments; the third result says whether it left
