@@ -236,3 +236,32 @@ fn libraries_survive_a_restart_and_move_between_kvfleet_and_redis() {
         b"-ERR DUMP payload version or checksum are wrong\r\n"
     );
 }
+
+#[test]
+fn info_memory_counts_scripts_and_libraries_as_redis_does() {
+    let kv = kvfleet_server(&[]);
+    let redis = redis_server(&[]);
+    let lib = "#!lua name=counts\nredis.register_function('a', function() return 1 end)\nredis.register_function('b', function() return 2 end)";
+    let fields = [
+        "number_of_cached_scripts",
+        "number_of_functions",
+        "number_of_libraries",
+    ];
+    let mut seen = Vec::new();
+    for server in [&redis, &kv] {
+        let mut c = server.client();
+        c.call(&["SCRIPT", "LOAD", "return 1"]);
+        c.call(&["EVAL", "return 2", "0"]);
+        assert_eq!(text(&c.call(&["FUNCTION", "LOAD", lib])), "counts");
+        let counts: Vec<String> = fields.iter().map(|f| c.info_field("memory", f)).collect();
+        let lua: u64 = c.info_field("memory", "used_memory_lua").parse().unwrap();
+        assert!(lua > 0, "used_memory_lua is {lua}");
+        c.call(&["SCRIPT", "FLUSH"]);
+        c.call(&["FUNCTION", "FLUSH"]);
+        let flushed: Vec<String> = fields.iter().map(|f| c.info_field("memory", f)).collect();
+        seen.push((counts, flushed));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[1].0, ["2", "2", "1"]);
+    assert_eq!(seen[1].1, ["0", "0", "0"]);
+}

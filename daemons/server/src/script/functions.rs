@@ -189,7 +189,7 @@ impl Engine {
             .lua
             .load(&code[start..])
             .set_name("@user_function")
-            .set_environment(self.env.clone())
+            .set_environment(self.fn_env.clone())
             .into_function()
             .map_err(|e| format!("Error compiling function: {}", super::lua_message(&e)))?;
         let reg = self.lua.create_table().map_err(|e| e.to_string())?;

@@ -87,6 +87,8 @@ pub struct RunState {
     hook_fast: AtomicBool,
     /// The running function's name and command (FUNCTION STATS).
     current: Mutex<Option<(String, Vec<Vec<u8>>)>>,
+    /// The interpreter's heap after its last use (INFO's used_memory_lua).
+    heap: AtomicUsize,
     shared: Arc<Shared>,
 }
 
@@ -102,6 +104,7 @@ impl RunState {
             from_master: AtomicBool::new(false),
             hook_fast: AtomicBool::new(false),
             current: Mutex::new(None),
+            heap: AtomicUsize::new(0),
             shared,
         }
     }
@@ -164,12 +167,15 @@ pub struct Script {
 
 pub struct Engine {
     pub lua: Lua,
-    /// Hidden per-run state shared with the prelude (`op`, `running`, `err`).
+    /// Hidden state shared with the prelude (`err`: an error table a Rust
+    /// function raised; `reg`: FUNCTION LOAD's registrations).
     k: Table,
     run: Function,
     /// The read-only globals scripts run in, and the table behind it
     /// (KEYS and ARGV are set there per run).
     pub env: Table,
+    /// What library code runs in: the same globals without KEYS and ARGV.
+    pub fn_env: Table,
     visible: Table,
     arg_tables: RefCell<Option<ArgTables>>,
     /// `loading(true)` shows library code the load-time globals instead.
@@ -257,8 +263,22 @@ pub struct EngineGuard {
 
 impl Drop for EngineGuard {
     fn drop(&mut self) {
+        if let Some(eng) = &self.eng {
+            self.slot.state.heap.store(eng.lua.used_memory(), Relaxed);
+        }
         *self.slot.engine.borrow_mut() = self.eng.take();
     }
+}
+
+/// What INFO memory reports of scripting.
+pub struct MemoryStats {
+    /// Every interpreter's heap (one per worker thread, EVAL and functions alike).
+    pub vm: usize,
+    pub cached_scripts: usize,
+    pub scripts_bytes: usize,
+    pub functions: usize,
+    pub libraries: usize,
+    pub libraries_bytes: usize,
 }
 
 impl std::ops::Deref for EngineGuard {
@@ -351,13 +371,27 @@ impl Scripting {
         self.script_gen.fetch_add(1, Relaxed);
     }
 
-    /// How many EVAL bodies are cached, and their bytes (INFO).
-    pub fn cached_stats(&self) -> (usize, usize) {
-        let r = self.registry.lock();
-        (
-            r.scripts.len(),
-            r.scripts.values().map(|b| b.len() + 40).sum(),
-        )
+    /// INFO memory's scripting fields.
+    pub fn memory_stats(&self) -> MemoryStats {
+        let (cached_scripts, scripts_bytes) = {
+            let r = self.registry.lock();
+            (
+                r.scripts.len(),
+                r.scripts.values().map(|b| b.len() + 40).sum(),
+            )
+        };
+        let (libraries, libraries_bytes) = {
+            let l = self.lib_codes.lock();
+            (l.len(), l.iter().map(Vec::len).sum())
+        };
+        MemoryStats {
+            vm: self.states().iter().map(|s| s.heap.load(Relaxed)).sum(),
+            cached_scripts,
+            scripts_bytes,
+            functions: self.function_count.load(Relaxed),
+            libraries,
+            libraries_bytes,
+        }
     }
 
     /// Publishes `eng`'s library set as the one every interpreter loads.
@@ -874,7 +908,7 @@ impl Engine {
         api.set("cmsgpack", msgpack::open(&lua)?)?;
         api.set("bit", bit::open(&lua)?)?;
         api.set("struct", structlib::open(&lua)?)?;
-        let (env, visible, run, loading): (Table, Table, Function, Function) = lua
+        let (env, fn_env, visible, run, loading): (Table, Table, Table, Function, Function) = lua
             .load(include_str!("prelude.lua"))
             .set_name(PRELUDE)
             .call((k.clone(), api, crate::REDIS_VERSION, version_num()))?;
@@ -887,6 +921,7 @@ impl Engine {
             k,
             run,
             env,
+            fn_env,
             visible,
             arg_tables: RefCell::new(None),
             loading,

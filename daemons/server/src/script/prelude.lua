@@ -188,11 +188,18 @@ local visible = {
 local function nonexistent(_, k)
     error_("Script attempted to access nonexistent global variable '" .. tostring_(k) .. "'", 2)
 end
+-- Library functions see the same globals without EVAL's KEYS and ARGV
+-- (the server sets those in `visible`), behind a view of their own.
+local fn_visible = copy(visible)
 setmt(visible, { __index = nonexistent })
-local env_mt = { __index = visible, __newindex = ro_error, __metatable = false }
-local env = setmt({}, env_mt)
+setmt(fn_visible, { __index = nonexistent })
+local env = setmt({}, { __index = visible, __newindex = ro_error, __metatable = false })
 readonly[env] = true
 rawset_(visible, '_G', env)
+local fn_env_mt = { __index = fn_visible, __newindex = ro_error, __metatable = false }
+local fn_env = setmt({}, fn_env_mt)
+readonly[fn_env] = true
+rawset_(fn_visible, '_G', fn_env)
 
 -- What a library's top level sees while FUNCTION LOAD runs it: only
 -- redis.register_function, redis.log and the version (as in Redis).
@@ -210,7 +217,7 @@ local load_visible = setmt({
 }, { __index = nonexistent })
 
 local function loading(on)
-    env_mt.__index = on and load_visible or visible
+    fn_env_mt.__index = on and load_visible or fn_visible
 end
 
 -- The string metatable is shared by every string: keep scripts off it.
@@ -259,4 +266,4 @@ local function run(f, keys, args, with_args, nkeys, nargs)
     return ok, v, ok and untouched(keys, nkeys) and untouched(args, nargs)
 end
 
-return env, visible, run, loading
+return env, fn_env, visible, run, loading
