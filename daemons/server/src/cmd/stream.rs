@@ -1158,11 +1158,16 @@ fn xpending(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 
 /// # Format
 /// `XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-time-milliseconds] [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID lastid]`
+/// XCLAIM's and XAUTOCLAIM's min-idle-time (negative counts as 0).
+fn min_idle(a: &[u8], cmd: &str) -> Result<u64, CmdError> {
+    let ms =
+        int_arg(a).map_err(|_| err(format!("ERR Invalid min-idle-time argument for {cmd}")))?;
+    Ok(ms.max(0) as u64)
+}
+
 fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let (key, gname, cname) = (a[1], a[2], a[3]);
-    let minidle = int_arg(a[4])
-        .map_err(|_| err("ERR Invalid min-idle-time argument for XCLAIM"))?
-        .max(0) as u64;
+    let minidle = min_idle(a[4], "XCLAIM")?;
     let now = ctx.now;
     let mut ids = Vec::new();
     let mut i = 5;
@@ -1277,9 +1282,7 @@ fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 /// `XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]`
 fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let (key, gname, cname) = (a[1], a[2], a[3]);
-    let minidle = int_arg(a[4])
-        .map_err(|_| err("ERR Invalid min-idle-time argument for XAUTOCLAIM"))?
-        .max(0) as u64;
+    let minidle = min_idle(a[4], "XAUTOCLAIM")?;
     let start = bound(a[5], true)?.expect("a bound");
     let (mut count, mut justid) = (100usize, false);
     let mut i = 6;

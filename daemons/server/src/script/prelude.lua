@@ -95,17 +95,18 @@ local function status_reply(...)
     return { ok = (...) }
 end
 
+-- What both redis tables (run time and library load time) carry.
+local function redis_base(t)
+    t.log = api.log
+    t.LOG_DEBUG, t.LOG_VERBOSE, t.LOG_NOTICE, t.LOG_WARNING = 0, 1, 2, 3
+    t.REDIS_VERSION, t.REDIS_VERSION_NUM = version, version_num
+    return t
+end
+
 -- The redis table (call and pcall raise when no script runs).
-local redis_real = {
+local redis_real = redis_base({
     call = api.call,
     pcall = api.pcall,
-    log = api.log,
-    LOG_DEBUG = 0,
-    LOG_VERBOSE = 1,
-    LOG_NOTICE = 2,
-    LOG_WARNING = 3,
-    REDIS_VERSION = version,
-    REDIS_VERSION_NUM = version_num,
     setresp = api.setresp,
     sha1hex = api.sha1hex,
     error_reply = error_reply,
@@ -120,7 +121,7 @@ local redis_real = {
     breakpoint = function() return false end,
     debug = function() end,
     replicate_commands = function() return true end,
-}
+})
 
 local math_ = copy(math)
 math_.random = function(...)
@@ -204,16 +205,8 @@ rawset_(fn_visible, '_G', fn_env)
 -- What a library's top level sees while FUNCTION LOAD runs it: only
 -- redis.register_function, redis.log and the version (as in Redis).
 local load_visible = setmt({
-    redis = protect(setmt({
-        register_function = api.register_function,
-        log = api.log,
-        LOG_DEBUG = 0,
-        LOG_VERBOSE = 1,
-        LOG_NOTICE = 2,
-        LOG_WARNING = 3,
-        REDIS_VERSION = version,
-        REDIS_VERSION_NUM = version_num,
-    }, { __index = nonexistent })),
+    redis = protect(setmt(redis_base({ register_function = api.register_function }),
+        { __index = nonexistent })),
 }, { __index = nonexistent })
 
 local function loading(on)
