@@ -195,9 +195,7 @@ impl Engine {
         let reg = self.lua.create_table().map_err(|e| e.to_string())?;
         self.k.raw_set("reg", &reg).map_err(|e| e.to_string())?;
         let _ = self.loading.call::<()>(true);
-        let r = self
-            .run
-            .call::<(bool, Value)>((f, Value::Nil, Value::Nil, false));
+        let r = self.run_library_top(f);
         let _ = self.loading.call::<()>(false);
         let _ = self.k.raw_set("reg", Value::Nil);
         let _ = self.k.raw_set("err", Value::Nil);

@@ -89,6 +89,9 @@ pub struct RunState {
     current: Mutex<Option<(String, Vec<Vec<u8>>)>>,
     /// The interpreter's heap after its last use (INFO's used_memory_lua).
     heap: AtomicUsize,
+    /// ms since `epoch` + 1 when FUNCTION LOAD began running a library's
+    /// top level; 0 otherwise. Past [`LOAD_TIMEOUT_MS`] the load fails.
+    load_started: AtomicU64,
     shared: Arc<Shared>,
 }
 
@@ -105,6 +108,7 @@ impl RunState {
             hook_fast: AtomicBool::new(false),
             current: Mutex::new(None),
             heap: AtomicUsize::new(0),
+            load_started: AtomicU64::new(0),
             shared,
         }
     }
@@ -128,6 +132,14 @@ impl RunState {
         } else {
             BUSY_FUNCTION
         })
+    }
+
+    /// Milliseconds a FUNCTION LOAD has been running its library's top level.
+    fn load_elapsed_ms(&self) -> Option<u64> {
+        match self.load_started.load(Relaxed) {
+            0 => None,
+            s => Some((self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(s)),
+        }
     }
 
     fn begin(&self) {
@@ -554,19 +566,26 @@ fn allowed_while_busy(srv: &Server, args: &[&[u8]]) -> bool {
 
 fn hook(
     state: Arc<RunState>,
-) -> impl Fn(&Lua, &mlua::debug::Debug<'_>) -> mlua::Result<VmState> + Send {
+    k: Table,
+) -> impl Fn(&Lua, &mlua::debug::Debug<'_>) -> mlua::Result<VmState> {
     move |lua, debug| {
-        if state.kill.load(Relaxed) {
+        let load_timeout = state
+            .load_elapsed_ms()
+            .is_some_and(|ms| ms >= LOAD_TIMEOUT_MS);
+        if state.kill.load(Relaxed) || load_timeout {
             if !state.hook_fast.swap(true, Relaxed) {
                 // from now on every instruction fails, so pcall cannot catch it for long
                 let _ = lua.set_hook(
                     HookTriggers::new().every_nth_instruction(1),
-                    hook(state.clone()),
+                    hook(state.clone(), k.clone()),
                 );
             }
             // the prelude's wrappers and error handler finish the run
             if debug.source().source.as_deref() == Some(PRELUDE) {
                 return Ok(VmState::Continue);
+            }
+            if load_timeout {
+                return Err(raise(lua, &k, "ERR FUNCTION LOAD timeout"));
             }
             return Err(mlua::Error::runtime(KILLED));
         }
@@ -600,6 +619,35 @@ fn release_worker() {
         });
         let _ = rx.recv_timeout(Duration::from_secs(1));
     });
+}
+
+/// How long a library's top level may run in FUNCTION LOAD (Redis's 500 ms).
+const LOAD_TIMEOUT_MS: u64 = 500;
+
+impl Engine {
+    /// Back to the every-100k-instructions hook after a kill or load timeout.
+    fn reset_hook(&self) {
+        if self.state.hook_fast.swap(false, Relaxed) {
+            let _ = self.lua.set_hook(
+                HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+                hook(self.state.clone(), self.k.clone()),
+            );
+        }
+    }
+
+    /// Runs a library's top level for FUNCTION LOAD, failing it past [`LOAD_TIMEOUT_MS`].
+    pub(crate) fn run_library_top(&self, f: Function) -> mlua::Result<(bool, Value)> {
+        self.reset_hook();
+        self.state
+            .load_started
+            .store(self.state.epoch.elapsed().as_millis() as u64 + 1, Relaxed);
+        let r = self
+            .run
+            .call::<(bool, Value)>((f, Value::Nil, Value::Nil, false));
+        self.state.load_started.store(0, Relaxed);
+        self.reset_hook();
+        r
+    }
 }
 
 /// The prelude's chunk name: its frames are skipped in error positions.
@@ -914,7 +962,7 @@ impl Engine {
             .call((k.clone(), api, crate::REDIS_VERSION, version_num()))?;
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            hook(state.clone()),
+            hook(state.clone(), k.clone()),
         )?;
         Ok(Engine {
             lua,
@@ -1123,12 +1171,7 @@ impl Engine {
             )
         };
         let state = &*self.state;
-        if state.hook_fast.swap(false, Relaxed) {
-            let _ = lua.set_hook(
-                HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-                hook(self.state.clone()),
-            );
-        }
+        self.reset_hook();
         state.kill.store(false, Relaxed);
         state.wrote.store(false, Relaxed);
         state.eval.store(spec.eval, Relaxed);
