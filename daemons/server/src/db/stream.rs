@@ -11,6 +11,26 @@ use super::value::Bytes;
 /// An entry's field/value pairs, flattened.
 pub type Fields = Box<[Bytes]>;
 
+/// A formatted [`StreamId`]: two u64s and a dash fit in 41 bytes.
+pub struct IdText {
+    buf: [u8; 41],
+    len: usize,
+}
+
+impl IdText {
+    fn push(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+}
+
+impl std::ops::Deref for IdText {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct StreamId {
     pub ms: u64,
@@ -28,12 +48,17 @@ impl StreamId {
         StreamId { ms, seq }
     }
 
-    pub fn fmt(&self) -> Vec<u8> {
+    /// `ms-seq`, on the stack (replies format an ID per entry).
+    pub fn fmt(&self) -> IdText {
+        let mut t = IdText {
+            buf: [0; 41],
+            len: 0,
+        };
         let mut b = itoa::Buffer::new();
-        let mut v = b.format(self.ms).as_bytes().to_vec();
-        v.push(b'-');
-        v.extend_from_slice(b.format(self.seq).as_bytes());
-        v
+        t.push(b.format(self.ms).as_bytes());
+        t.push(b"-");
+        t.push(b.format(self.seq).as_bytes());
+        t
     }
 
     /// The next ID, `None` past the last.
@@ -205,5 +230,22 @@ impl Stream {
             s.groups.insert(g.name.into(), group);
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamId;
+
+    #[test]
+    fn ids_format_as_redis_prints_them() {
+        assert_eq!(&*StreamId::new(0, 0).fmt(), b"0-0");
+        assert_eq!(
+            &*StreamId::new(1526919030474, 55).fmt(),
+            b"1526919030474-55"
+        );
+        let max = StreamId::MAX.fmt();
+        assert_eq!(max.len(), 41);
+        assert_eq!(&*max, format!("{}-{}", u64::MAX, u64::MAX).as_bytes());
     }
 }
