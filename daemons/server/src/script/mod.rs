@@ -190,6 +190,7 @@ pub struct Engine {
     pub fn_env: Table,
     visible: Table,
     arg_tables: RefCell<Option<ArgTables>>,
+    bufs: std::cell::Cell<CallBufs>,
     /// `loading(true)` shows library code the load-time globals instead.
     loading: Function,
     pub scripts: HashMap<[u8; 40], Script, crate::db::value::Hasher>,
@@ -972,6 +973,7 @@ impl Engine {
             fn_env,
             visible,
             arg_tables: RefCell::new(None),
+            bufs: std::cell::Cell::new(CallBufs::default()),
             loading,
             scripts: HashMap::default(),
             libs: functions::Libraries::default(),
@@ -1125,8 +1127,31 @@ struct CallEnv<'a, 's> {
     state: &'a RunState,
     wrote: bool,
     needs_all: bool,
+    bufs: CallBufs,
+}
+
+/// `redis.call`'s working buffers, kept by the interpreter from run to run.
+#[derive(Default)]
+struct CallBufs {
+    /// The inner command's reply, before it becomes a Lua value.
     scratch: bytes::BytesMut,
     argv: Vec<Vec<u8>>,
+    keys: Vec<usize>,
+}
+
+impl CallBufs {
+    /// What is worth keeping: a script that moved megabytes does not pin
+    /// them in its interpreter.
+    fn trimmed(mut self) -> CallBufs {
+        const KEEP: usize = 64 << 10;
+        if self.scratch.capacity() > KEEP {
+            self.scratch = bytes::BytesMut::new();
+        }
+        if self.argv.iter().map(Vec::capacity).sum::<usize>() > KEEP || self.argv.len() > 64 {
+            self.argv = Vec::new();
+        }
+        self
+    }
 }
 
 impl Engine {
@@ -1194,8 +1219,7 @@ impl Engine {
             state,
             wrote: false,
             needs_all: false,
-            scratch: bytes::BytesMut::new(),
-            argv: Vec::new(),
+            bufs: self.bufs.take(),
         };
         let result = CURRENT.set(Current(&mut env), || {
             self.run.call::<(bool, Value, bool)>((
@@ -1226,6 +1250,7 @@ impl Engine {
         state.finish();
         let killed = state.kill.swap(false, Relaxed);
         let (resp3, needs_all) = (env.resp3, env.needs_all);
+        self.bufs.replace(env.bufs.trimmed());
         ctx.db.put_guards(env.guards);
         ctx.conn.in_exec = was_in_exec;
         if !was_in_exec && !ctx.conn.feed_buf.is_empty() {
@@ -1328,10 +1353,10 @@ fn call(
     let mut n = 0;
     let mut num = itoa::Buffer::new();
     for v in args {
-        if env.argv.len() <= n {
-            env.argv.push(Vec::new());
+        if env.bufs.argv.len() <= n {
+            env.bufs.argv.push(Vec::new());
         }
-        let a = &mut env.argv[n];
+        let a = &mut env.bufs.argv[n];
         a.clear();
         match v {
             Value::String(s) => a.extend_from_slice(&s.as_bytes()),
@@ -1353,7 +1378,7 @@ fn call(
         );
     }
     let srv = env.srv;
-    let argv: Vec<&[u8]> = env.argv[..n].iter().map(|a| &a[..]).collect();
+    let argv: smallvec::SmallVec<[&[u8]; 8]> = env.bufs.argv[..n].iter().map(|a| &a[..]).collect();
     let Some(idx) = srv.lookup(argv[0]) else {
         return err_table(lua, "ERR Unknown Redis command called from script");
     };
@@ -1402,7 +1427,9 @@ fn call(
                 "ERR this command needs every slot: declare the script's keys or start it with a read",
             );
         }
-        let mut keys = Vec::new();
+        // (a buffer kept across calls; an early error return just drops it)
+        let mut keys = std::mem::take(&mut env.bufs.keys);
+        keys.clear();
         spec.key_indexes(&argv, &mut keys);
         for &i in &keys {
             let s = kvfleet_model::slot(argv[i]);
@@ -1430,12 +1457,13 @@ fn call(
                 env.guards.insert(at, (s, g));
             }
         }
+        env.bufs.keys = keys;
     }
     if write {
         env.wrote = true;
         env.state.wrote.store(true, Relaxed);
     }
-    let mut out = std::mem::take(&mut env.scratch);
+    let mut out = std::mem::take(&mut env.bufs.scratch);
     out.clear();
     let client_resp3 = std::mem::replace(&mut env.conn.resp3, env.resp3);
     let all = env.all;
@@ -1449,6 +1477,6 @@ fn call(
     );
     env.conn.resp3 = client_resp3;
     let r = reply::resp_to_lua(lua, &out);
-    env.scratch = out;
+    env.bufs.scratch = out;
     r
 }
