@@ -695,11 +695,7 @@ fn xinfo(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let s = s.clone();
     if is(sub, "consumers") {
         let Some(g) = s.groups.get(a[3]) else {
-            return Err(err(format!(
-                "NOGROUP No such consumer group '{}' for key name '{}'",
-                String::from_utf8_lossy(a[3]),
-                String::from_utf8_lossy(key)
-            )));
+            return Err(no_such_group(key, a[3]));
         };
         ctx.array(g.consumers.len());
         for (n, c) in &g.consumers {

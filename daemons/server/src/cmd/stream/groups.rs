@@ -159,6 +159,15 @@ pub(super) fn lag(s: &Stream, g: &Group) -> Option<i64> {
     (read != -1).then(|| s.entries_added as i64 - read)
 }
 
+/// Redis's other NOGROUP text (XGROUP subcommands, XINFO CONSUMERS: the key exists).
+pub(super) fn no_such_group(key: &[u8], group: &[u8]) -> CmdError {
+    err(format!(
+        "NOGROUP No such consumer group '{}' for key name '{}'",
+        String::from_utf8_lossy(group),
+        String::from_utf8_lossy(key)
+    ))
+}
+
 pub(super) fn nogroup(key: &[u8], group: &[u8]) -> CmdError {
     err(format!(
         "NOGROUP No such key '{}' or consumer group '{}'",
@@ -243,11 +252,7 @@ pub(super) fn xgroup(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if exists && !create && !is(sub, "destroy") {
         let has = stream_mut(ctx, key)?.is_some_and(|s| s.groups.contains_key(gname));
         if !has {
-            return Err(err(format!(
-                "NOGROUP No such consumer group '{}' for key name '{}'",
-                String::from_utf8_lossy(gname),
-                String::from_utf8_lossy(key)
-            )));
+            return Err(no_such_group(key, gname));
         }
     }
     if create {
