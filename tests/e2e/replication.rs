@@ -180,6 +180,17 @@ fn a_kvfleet_replica_follows_redis_and_kvfleet_masters_and_can_be_promoted() {
 }
 
 /// Stops a server with `SHUTDOWN <how>` (it answers by closing) and waits for the exit.
+/// Sends SIGSTOP/SIGCONT (`sig` without the prefix) to a server.
+fn signal(p: &Proc, sig: &str) {
+    let pid = p.child.id().to_string();
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
 fn shutdown(p: &mut Proc, how: &str) {
     let mut c = p.client();
     c.send(&kvfleet_harness::encode_cmd(&[b"SHUTDOWN", how.as_bytes()]));
@@ -535,14 +546,7 @@ fn a_failover_waiting_for_a_stalled_replica_can_be_aborted_and_writes_resume() {
     let mut rc = r.client();
     assert!(caught_up(&mut mc, &mut rc));
     // the replica stops acknowledging (SIGSTOP): FAILOVER waits for it
-    let pid = r.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&r, "STOP");
     mc.call(&["SET", "before", "1"]);
     let target = [
         "FAILOVER",
@@ -569,13 +573,7 @@ fn a_failover_waiting_for_a_stalled_replica_can_be_aborted_and_writes_resume() {
         mc.info_field("replication", "master_failover_state"),
         "no-failover"
     );
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&r, "CONT");
     assert!(caught_up(&mut mc, &mut rc));
     assert_eq!(text(&rc.call(&["GET", "held"])), "1");
 }
@@ -635,6 +633,145 @@ fn bitmap_hyperloglog_geo_and_sort_writes_replicate_to_redis_and_kvfleet_replica
     }
     for r in [&mut rr, &mut rk] {
         assert!(caught_up(&mut mc, r));
+        assert_eq!(keyspace(r), keyspace(&mut mc));
+    }
+}
+
+/// The value after `name` in a RESP2 reply of field/value pairs.
+fn field<'a>(pairs: &'a [Frame], name: &str) -> &'a Frame {
+    pairs
+        .chunks(2)
+        .find(|p| matches!(&p[0], Frame::Bulk(b) if b.as_ref() == name.as_bytes()))
+        .map(|p| &p[1])
+        .unwrap_or_else(|| panic!("no {name} in {pairs:?}"))
+}
+
+/// A stream's consumer groups as XINFO STREAM FULL shows them (PEL entries
+/// with their delivery times and counts), minus the consumers' seen/active
+/// times, which each server takes from its own clock.
+fn groups_state(c: &mut RawClient, key: &str) -> Vec<String> {
+    let f = c.call(&["XINFO", "STREAM", key, "FULL"]);
+    let Frame::Array(top) = &f else {
+        panic!("{f:?}")
+    };
+    let Frame::Array(groups) = field(top, "groups") else {
+        panic!("{f:?}")
+    };
+    let mut out = Vec::new();
+    for g in groups {
+        let Frame::Array(g) = g else { panic!("{g:?}") };
+        for k in [
+            "name",
+            "last-delivered-id",
+            "entries-read",
+            "lag",
+            "pending",
+        ] {
+            out.push(format!("{k}={}", text(field(g, k))));
+        }
+        let Frame::Array(cs) = field(g, "consumers") else {
+            panic!("{g:?}")
+        };
+        for c in cs {
+            let Frame::Array(c) = c else { panic!("{c:?}") };
+            out.push(format!(
+                "consumer {} pending={}",
+                text(field(c, "name")),
+                text(field(c, "pending"))
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn consumer_group_changes_reach_replicas_with_the_masters_delivery_times_and_owners() {
+    let m = kvfleet_server(&[]);
+    let mut mc = m.client();
+    let redis = redis_server(&["--replicaof", "127.0.0.1", &m.port.to_string()]);
+    let kv = kvfleet_server(&["--replicaof", &format!("127.0.0.1 {}", m.port)]);
+    let (mut rr, mut rk) = (redis.client(), kv.client());
+    for i in 1..=8 {
+        mc.call(&["XADD", "s", &format!("{i}-0"), "f", &i.to_string()]);
+    }
+    assert_eq!(text(&mc.call(&["XGROUP", "CREATE", "s", "g", "0"])), "OK");
+    for r in [&mut rr, &mut rk] {
+        assert!(caught_up(&mut mc, r));
+    }
+    // The replicas apply what follows late. Had they re-run the commands as
+    // sent, they would stamp their own, later delivery times, and the
+    // min-idle claim below would find nothing idle enough there.
+    signal(&redis, "STOP");
+    signal(&kv, "STOP");
+    let reads: &[&[&str]] = &[
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c1",
+            "COUNT",
+            "3",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c2",
+            "NOACK",
+            "COUNT",
+            "1",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+        // history: the consumer's pending entries delivered again (count 2)
+        &["XREADGROUP", "GROUP", "g", "c1", "STREAMS", "s", "0"],
+        // a consumer created by a read that finds nothing
+        &["XREADGROUP", "GROUP", "g", "c5", "STREAMS", "s", "0"],
+    ];
+    for r in reads {
+        assert!(!matches!(mc.call(r), Frame::Error(_)), "{r:?}");
+    }
+    // time passes on the master while the replicas are stopped
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&redis, "CONT");
+    signal(&kv, "CONT");
+    assert_eq!(
+        text(&mc.call(&["XCLAIM", "s", "g", "c3", "250", "1-0", "JUSTID"])),
+        "1-0"
+    );
+    assert_eq!(text(&mc.call(&["XDEL", "s", "2-0"])), "1");
+    // 1-0 claimed by c4, 2-0 dropped from the PEL (its entry is gone)
+    assert_eq!(
+        text(&mc.call(&[
+            "XAUTOCLAIM",
+            "s",
+            "g",
+            "c4",
+            "0",
+            "0-0",
+            "COUNT",
+            "2",
+            "JUSTID"
+        ])),
+        "3-0,1-0,2-0"
+    );
+    // LASTID alone moves the group: XGROUP SETID on the replicas
+    assert_eq!(
+        text(&mc.call(&["XCLAIM", "s", "g", "c3", "0", "7-0", "LASTID", "6-0"])),
+        ""
+    );
+    let want = groups_state(&mut mc, "s");
+    assert!(
+        want.iter().any(|l| l == "last-delivered-id=6-0"),
+        "{want:?}"
+    );
+    for r in [&mut rr, &mut rk] {
+        assert!(caught_up(&mut mc, r));
+        assert_eq!(groups_state(r, "s"), want);
         assert_eq!(keyspace(r), keyspace(&mut mc));
     }
 }

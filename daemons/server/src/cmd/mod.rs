@@ -123,6 +123,10 @@ pub struct ConnState {
     slots_buf: Vec<u16>,
     /// Commands for the write stream: inside EXEC, the transaction's so far.
     pub feed_buf: Vec<u8>,
+    /// Set by a handler whose effect replicas must get in another form than
+    /// the command itself (consumer groups: Redis's XCLAIM/XGROUP SETID
+    /// rewrite); replaces it in the write stream.
+    pub propagate: Option<Vec<u8>>,
     /// What `REPLCONF` said: the replica's port, and whether it takes `$EOF:` RDBs.
     pub replconf_port: u64,
     pub replconf_eof: bool,
@@ -162,6 +166,7 @@ impl ConnState {
             keys_buf: Vec::new(),
             slots_buf: Vec::new(),
             feed_buf: Vec::new(),
+            propagate: None,
             replconf_port: 0,
             replconf_eof: false,
             from_master: false,
@@ -792,6 +797,7 @@ fn execute<'s>(
     let reply_at = ctx.out.len();
     let r = HANDLERS[idx](&mut ctx, args);
     let dirty = ctx.dirty;
+    let own = ctx.conn.propagate.take();
     if srv.persist.feed.active() {
         // appended while the command's slots are still locked: first the
         // keys that expired under it, then its own effect
@@ -800,13 +806,16 @@ fn execute<'s>(
             crate::persist::feed::Feed::expired_dels(slot, &mut cmds);
         }
         if dirty > 0 {
-            crate::persist::feed::replay(
-                spec.name,
-                args,
-                &mut ctx.db,
-                &ctx.out[reply_at..],
-                &mut cmds,
-            );
+            match own {
+                Some(own) => cmds.extend_from_slice(&own),
+                None => crate::persist::feed::replay(
+                    spec.name,
+                    args,
+                    &mut ctx.db,
+                    &ctx.out[reply_at..],
+                    &mut cmds,
+                ),
+            }
         }
         if ctx.conn.in_exec || cmds.is_empty() {
             ctx.conn.feed_buf = cmds;

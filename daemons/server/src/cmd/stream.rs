@@ -584,6 +584,10 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
     }
     let now = ctx.now;
     let mut found: Vec<Found> = Vec::new();
+    // what replicas and the AOF get instead of the command, if anyone listens
+    let record = ctx.srv.persist.feed.active();
+    let mut prop = Vec::new();
+    let mut created_any = false;
     for (j, k) in keys.iter().enumerate() {
         let Some(s) = stream_mut(ctx, k)? else {
             continue;
@@ -603,11 +607,21 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
             }
             (Some((g, c)), Some(after)) => {
                 // the consumer's own history (deleted entries as nil)
+                let created = !s.groups[g].consumers.contains_key(c);
                 let items = history(s, g, c, after, count, now);
+                created_any |= created;
+                if record {
+                    groups::propagate_read(&mut prop, k, s, g, c, created, &items, Read::History);
+                }
                 found.push((j, items));
             }
             (Some((g, c)), None) => {
+                let created = !s.groups[g].consumers.contains_key(c);
                 let items = deliver_new(s, g, c, count, noack, now);
+                if record {
+                    let how = Read::New { noack };
+                    groups::propagate_read(&mut prop, k, s, g, c, created, &items, how);
+                }
                 if !items.is_empty() {
                     found.push((j, items));
                 }
@@ -615,8 +629,11 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
             (None, None) => unreachable!("> is refused for XREAD"),
         }
     }
-    if grouped && !found.is_empty() {
-        ctx.dirty += 1;
+    if grouped {
+        if !found.is_empty() || created_any {
+            ctx.dirty += 1;
+        }
+        ctx.conn.propagate = Some(prop);
     }
     if found.is_empty() {
         if let Some(ms) = block

@@ -10,6 +10,102 @@ pub(super) fn consumer<'s>(g: &'s mut Group, name: &[u8], now: u64) -> &'s mut C
     c
 }
 
+/// Replicas and the AOF get a consumer group's changes as Redis 7.0 sends
+/// them (t_stream.c `streamPropagateXCLAIM`): one idempotent XCLAIM per
+/// PEL entry touched, carrying this server's owner, delivery time and count,
+/// so a replica's PEL equals the master's instead of being re-derived from
+/// its own clock (a replayed `XCLAIM key g c <min-idle>` could even claim
+/// nothing there).
+pub(super) fn propagate_claim(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    gname: &[u8],
+    g: &Group,
+    id: StreamId,
+    p: &Pending,
+) {
+    let (mut t, mut n) = (itoa::Buffer::new(), itoa::Buffer::new());
+    crate::persist::feed::encode(
+        out,
+        &[
+            b"XCLAIM",
+            key,
+            gname,
+            &p.consumer,
+            b"0",
+            &id.fmt(),
+            b"TIME",
+            t.format(p.delivery_time).as_bytes(),
+            b"RETRYCOUNT",
+            n.format(p.delivery_count).as_bytes(),
+            b"FORCE",
+            b"JUSTID",
+            b"LASTID",
+            &g.last_id.fmt(),
+        ],
+    );
+}
+
+/// `XGROUP SETID key group last-id ENTRIESREAD n`: the group's position
+/// when no XCLAIM carries it (NOACK reads, XCLAIM's LASTID alone).
+pub(super) fn propagate_group_id(out: &mut Vec<u8>, key: &[u8], gname: &[u8], g: &Group) {
+    let mut n = itoa::Buffer::new();
+    crate::persist::feed::encode(
+        out,
+        &[
+            b"XGROUP",
+            b"SETID",
+            key,
+            gname,
+            &g.last_id.fmt(),
+            b"ENTRIESREAD",
+            n.format(g.entries_read).as_bytes(),
+        ],
+    );
+}
+
+/// Which XREADGROUP form served the entries.
+pub(super) enum Read {
+    /// An explicit ID: the consumer's own pending entries, delivered again.
+    History,
+    /// `>`: new entries, into the PEL unless NOACK.
+    New { noack: bool },
+}
+
+/// What an XREADGROUP on `key` changed, in Redis's replicated form: the
+/// consumer if this read created it, an XCLAIM per entry it (re)delivered
+/// into the PEL, and after a `>` read the group's new position with its
+/// read counter (Redis 7.0 sent that only for NOACK, so its replicas' lag
+/// drifted; later versions always send it, as we do).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn propagate_read(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    s: &Stream,
+    gname: &[u8],
+    cname: &[u8],
+    created: bool,
+    items: &[(StreamId, Option<Fields>)],
+    how: Read,
+) {
+    let g = &s.groups[gname];
+    if created && g.consumers.contains_key(cname) {
+        crate::persist::feed::encode(out, &[b"XGROUP", b"CREATECONSUMER", key, gname, cname]);
+    }
+    if !matches!(how, Read::New { noack: true }) {
+        for (id, fv) in items {
+            if fv.is_some()
+                && let Some(p) = g.pel.get(id)
+            {
+                propagate_claim(out, key, gname, g, *id, p);
+            }
+        }
+    }
+    if matches!(how, Read::New { .. }) && !items.is_empty() {
+        propagate_group_id(out, key, gname, g);
+    }
+}
+
 /// XREADGROUP `>`: entries after the group's last ID, into the PEL.
 pub(super) fn deliver_new(
     s: &mut Stream,
@@ -575,14 +671,17 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let Some(g) = s.groups.get_mut(gname) else {
         return Err(nogroup(key, gname));
     };
+    let mut advanced = false;
     if let Some(l) = lastid
         && l > g.last_id
     {
         g.last_id = l;
+        advanced = true;
     }
     let entries = &s.entries;
     let mut claimed = Vec::new();
     let mut changed = false;
+    let mut prop = Vec::new();
     for id in ids {
         let present = entries.contains_key(&id);
         let mut forced = false;
@@ -599,7 +698,9 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             forced = true;
         }
         if !present {
-            // the entry is gone: it leaves the PEL
+            // the entry is gone: it leaves the PEL (replicas too: an XCLAIM
+            // of a missing entry drops it there)
+            propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
             unpend(g, id);
             changed = true;
             continue;
@@ -622,6 +723,10 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         );
         changed = true;
         claimed.push(id);
+        propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
+    }
+    if advanced && prop.is_empty() {
+        propagate_group_id(&mut prop, key, gname, g);
     }
     let items: Vec<(StreamId, Option<Fields>)> = claimed
         .iter()
@@ -630,6 +735,7 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if changed || lastid.is_some() {
         ctx.dirty += 1;
     }
+    ctx.conn.propagate = Some(prop);
     reply_claimed(ctx, items);
     Ok(())
 }
@@ -671,6 +777,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let mut left = count;
     let mut claimed = Vec::new();
     let mut deleted = Vec::new();
+    let mut prop = Vec::new();
     let pending: Vec<StreamId> = g.pel.range(start..).map(|(id, _)| *id).collect();
     let mut idx = 0;
     while attempts > 0 && left > 0 && idx < pending.len() {
@@ -678,6 +785,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         let id = pending[idx];
         idx += 1;
         if !entries.contains_key(&id) {
+            propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
             unpend(g, id);
             deleted.push(id);
             left -= 1;
@@ -689,6 +797,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
         hand_over(g, id, cname, now, now, |n| if justid { n } else { n + 1 });
         claimed.push(id);
+        propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
         left -= 1;
     }
     let next = pending.get(idx).copied().unwrap_or(StreamId::MIN);
@@ -699,6 +808,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if !claimed.is_empty() || !deleted.is_empty() {
         ctx.dirty += 1;
     }
+    ctx.conn.propagate = Some(prop);
     ctx.array(3);
     ctx.bulk(&next.fmt());
     reply_claimed(ctx, items);
