@@ -11,8 +11,9 @@ use kvfleet_model::NUM_SLOTS;
 /// `DEBUG SET-ACTIVE-EXPIRE 0` turns active expiry off (tests use it to see lazy expiry alone).
 pub static ACTIVE_EXPIRE: AtomicBool = AtomicBool::new(true);
 
-/// Keys sampled per slot per round, and the share of expired keys that
-/// makes us sample that slot again at once (Redis's 20 and 25%).
+/// Volatile keys sampled per slot per round (at most the slot's count), and
+/// the share of expired ones that makes us sample that slot again at once
+/// (Redis's 20 and 25%).
 const SAMPLES: usize = 20;
 const REPEAT_PERCENT: usize = 25;
 /// Share of each cycle's period active expiry may take (Redis's 25%).

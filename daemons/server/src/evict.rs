@@ -42,10 +42,15 @@ pub fn evict(srv: &Server, max: u64) -> usize {
             }
             // One key per slot visited: slots are uniform, so this samples the
             // whole keyspace even when slots hold a key or two each.
-            let e = &s.map[fastrand::usize(..s.map.len())];
-            if volatile && e.expire_at() == 0 {
-                continue;
-            }
+            let i = if volatile {
+                let Some(i) = s.random_volatile() else {
+                    continue;
+                };
+                i
+            } else {
+                fastrand::usize(..s.map.len())
+            };
+            let e = &s.map[i];
             seen += 1;
             let rank = match policy.as_str() {
                 "allkeys-lru" | "volatile-lru" => e.access() as u64,

@@ -859,8 +859,7 @@ pub fn flushall(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     ctx.db.for_each_slot(|_, s| {
         n += s.map.len();
         if asynch {
-            old.push(std::mem::take(&mut s.map));
-            s.volatile = 0;
+            old.push(s.take());
         } else {
             s.clear();
         }

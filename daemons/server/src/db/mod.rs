@@ -3,8 +3,8 @@
 //! Partitioning by slot is what makes per-slot counting, scanning, deleting and
 //! (later) migrating cheap, and it is also our concurrency unit: a command locks
 //! only the slots its keys hash to, so both cores serve requests at once. A
-//! slot table is an `IndexMap` because dense indexes give O(1) random sampling
-//! (eviction, active expiry, RANDOMKEY) and stable cursors for SCAN.
+//! slot table is a dense `Table` because dense indexes give O(1) random
+//! sampling (eviction, active expiry, RANDOMKEY) and stable cursors for SCAN.
 //! See docs/decisions/0001-keyspace-and-threading.md.
 
 pub mod entry;
@@ -130,12 +130,68 @@ fn lfu_log_incr(c: u8) -> u8 {
     if fastrand::f64() < p { c + 1 } else { c }
 }
 
+/// One bit per record position, set while that record has an expiry: active
+/// expiry and the volatile-* eviction policies sample among volatile keys
+/// only (Redis keeps them in a dict of their own) without reading the other
+/// records, so a few keys with a TTL among many without are still reclaimed
+/// promptly. Positions move only by a table's swap-remove, which `Slot`
+/// mirrors here.
+#[derive(Debug, Default)]
+pub struct VolatileBits(Vec<u64>);
+
+impl VolatileBits {
+    #[inline]
+    fn set(&mut self, i: usize, on: bool) {
+        let (w, m) = (i / 64, 1u64 << (i % 64));
+        if w >= self.0.len() {
+            if !on {
+                return;
+            }
+            self.0.resize(w + 1, 0);
+        }
+        if on {
+            self.0[w] |= m;
+        } else {
+            self.0[w] &= !m;
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+
+    /// The first set position at or after `from`, wrapping around.
+    pub fn next_from(&self, from: usize) -> Option<usize> {
+        let words = self.0.len();
+        if words == 0 {
+            return None;
+        }
+        let (start, bit) = ((from / 64) % words, from % 64);
+        for k in 0..=words {
+            let w = (start + k) % words;
+            let bits = match k {
+                0 => self.0[w] & (!0u64 << bit),
+                // back at the first word: the bits below `from`
+                _ if k == words => self.0[w] & !(!0u64 << bit),
+                _ => self.0[w],
+            };
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+        }
+        None
+    }
+}
+
 /// One slot's table and counters. All fields change under the slot's mutex.
 #[derive(Debug, Default)]
 pub struct Slot {
     pub map: Table,
     /// Keys with an expiry, so active expiry skips slots with none.
     pub volatile: usize,
+    /// Which positions of `map` hold those keys.
+    pub volatile_at: VolatileBits,
     pub expired: u64,
     pub hits: u64,
     pub misses: u64,
@@ -171,10 +227,15 @@ impl Slot {
     }
 
     pub fn remove_index(&mut self, idx: usize) -> Option<Entry> {
+        let last = self.map.len().checked_sub(1)?;
         let e = self.map.swap_remove_index(idx)?;
         if e.expire_at() != 0 {
             self.volatile -= 1;
         }
+        // the last record took `idx`
+        let moved = self.volatile_at.get(last);
+        self.volatile_at.set(idx, moved);
+        self.volatile_at.set(last, false);
         Some(e)
     }
 
@@ -185,14 +246,17 @@ impl Slot {
 
     /// Inserts or replaces the whole record.
     pub fn insert(&mut self, entry: Entry) {
-        if entry.expire_at() != 0 {
+        let vol = entry.expire_at() != 0;
+        if vol {
             self.volatile += 1;
         }
-        if let Some(old) = self.map.insert(entry)
+        let (pos, old) = self.map.insert_at(entry);
+        if let Some(old) = old
             && old.expire_at() != 0
         {
             self.volatile -= 1;
         }
+        self.volatile_at.set(pos, vol);
     }
 
     pub fn set_expire(&mut self, idx: usize, at: u64) {
@@ -203,25 +267,44 @@ impl Slot {
             _ => {}
         }
         e.set_expire_at(at);
+        self.volatile_at.set(idx, at != 0);
     }
 
     pub fn clear(&mut self) -> usize {
         let n = self.map.len();
         self.map.clear();
         self.volatile = 0;
+        self.volatile_at = VolatileBits::default();
         n
     }
 
-    /// Deletes up to `samples` random expired keys; returns (sampled, expired).
+    /// Empties the slot, handing its table over (FLUSHALL ASYNC drops it on
+    /// another thread).
+    pub fn take(&mut self) -> Table {
+        self.volatile = 0;
+        self.volatile_at = VolatileBits::default();
+        std::mem::take(&mut self.map)
+    }
+
+    /// The position of a random key with an expiry, if any.
+    #[inline]
+    pub fn random_volatile(&self) -> Option<usize> {
+        if self.volatile == 0 || self.map.is_empty() {
+            return None;
+        }
+        self.volatile_at
+            .next_from(fastrand::usize(..self.map.len()))
+    }
+
+    /// Samples up to `samples` random keys with an expiry (no more than the
+    /// slot has) and deletes the expired ones; returns (sampled, expired).
     pub fn expire_sample(&mut self, samples: usize, now: u64) -> (usize, usize) {
         let mut expired = 0;
         let mut sampled = 0;
-        for _ in 0..samples {
-            let len = self.map.len();
-            if len == 0 || self.volatile == 0 {
+        for _ in 0..samples.min(self.volatile) {
+            let Some(i) = self.random_volatile() else {
                 break;
-            }
-            let i = fastrand::usize(..len);
+            };
             sampled += 1;
             if self.map[i].expired(now) {
                 self.expire_index(i);
@@ -312,5 +395,61 @@ mod tests {
         // Redis's table for factor 10: 1K hits give about 18, far from 255
         assert!((8..40).contains(&c), "counter {c}");
         assert_eq!(lfu_log_incr(255), 255);
+    }
+
+    /// Inserts, replacements, expiry changes and swap-removes in random
+    /// order keep the volatile bits equal to the records' expiries.
+    #[test]
+    fn volatile_bits_follow_every_record_move() {
+        let mut s = Slot::default();
+        let key = |i: usize| format!("k{i}").into_bytes();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for step in 0..20_000 {
+            let k = key(rng.usize(..500));
+            match rng.u8(..4) {
+                0 => s.insert(Entry::string(&k, b"v", rng.u64(..3) * 1000)),
+                1 => {
+                    s.remove(&k);
+                }
+                2 => {
+                    if let Some(i) = s.map.get_index_of(&k) {
+                        s.set_expire(i, rng.u64(..3) * 1000);
+                    }
+                }
+                _ => {
+                    if let Some(i) = s.random_volatile() {
+                        assert_ne!(s.map[i].expire_at(), 0, "step {step}");
+                        s.remove_index(i);
+                    }
+                }
+            }
+            let want: Vec<bool> = s.map.iter().map(|e| e.expire_at() != 0).collect();
+            let got: Vec<bool> = (0..s.map.len()).map(|i| s.volatile_at.get(i)).collect();
+            assert_eq!(got, want, "step {step}");
+            assert_eq!(s.volatile, want.iter().filter(|v| **v).count());
+            assert!(!s.volatile_at.get(s.map.len()), "a bit past the end");
+        }
+        assert!(!s.take().is_empty());
+        assert_eq!((s.volatile, s.volatile_at.next_from(0)), (0, None));
+    }
+
+    #[test]
+    fn next_volatile_position_wraps_around() {
+        let mut b = VolatileBits::default();
+        assert_eq!(b.next_from(0), None);
+        for i in [3, 64, 130] {
+            b.set(i, true);
+        }
+        assert_eq!(b.next_from(0), Some(3));
+        assert_eq!(b.next_from(4), Some(64));
+        assert_eq!(b.next_from(64), Some(64));
+        assert_eq!(b.next_from(65), Some(130));
+        // past the last set bit: around to the first
+        assert_eq!(b.next_from(131), Some(3));
+        assert_eq!(b.next_from(191), Some(3));
+        b.set(3, false);
+        b.set(64, false);
+        // only bits below `from` in its own word are left
+        assert_eq!(b.next_from(131), Some(130));
     }
 }

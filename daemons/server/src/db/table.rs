@@ -223,6 +223,11 @@ impl Table {
 
     /// Adds `e`, or replaces the record with its key; returns the replaced one.
     pub fn insert(&mut self, e: Entry) -> Option<Entry> {
+        self.insert_at(e).1
+    }
+
+    /// `insert`, also telling the record's position.
+    pub fn insert_at(&mut self, e: Entry) -> (usize, Option<Entry>) {
         if !self.snapshot_idle() {
             let pos = self.get_index_of(e.key()).unwrap_or(self.entries.len());
             self.cow_slow(pos);
@@ -237,7 +242,8 @@ impl Table {
         );
         match slot {
             hashbrown::hash_table::Entry::Occupied(o) => {
-                Some(std::mem::replace(&mut self.entries[*o.get() as usize], e))
+                let pos = *o.get() as usize;
+                (pos, Some(std::mem::replace(&mut self.entries[pos], e)))
             }
             hashbrown::hash_table::Entry::Vacant(v) => {
                 // Growing by a quarter, not doubling, keeps the vector's
@@ -248,7 +254,7 @@ impl Table {
                 let pos = u32::try_from(self.entries.len()).expect("under 2^32 keys a slot");
                 self.entries.push(e);
                 v.insert(pos);
-                None
+                (pos as usize, None)
             }
         }
     }
