@@ -14,21 +14,29 @@ fn int(c: &mut RawClient, args: &[&str]) -> i64 {
     }
 }
 
+/// `SET e:<i> v PX <px>` for i in 0..n, for a pipeline.
+fn sets_expiring(n: usize, px: u64) -> Vec<Vec<Vec<u8>>> {
+    (0..n)
+        .map(|i| {
+            let px = px.to_string();
+            [
+                &b"SET"[..],
+                format!("e:{i}").as_bytes(),
+                b"v",
+                b"PX",
+                px.as_bytes(),
+            ]
+            .map(<[u8]>::to_vec)
+            .to_vec()
+        })
+        .collect()
+}
+
 #[test]
 fn active_expiry_reclaims_keys_nobody_reads() {
     let srv = kvfleet_server(&[]);
     let mut c = srv.client();
-    let mut cmds: Vec<Vec<Vec<u8>>> = (0..2000)
-        .map(|i| {
-            vec![
-                b"SET".to_vec(),
-                format!("e:{i}").into_bytes(),
-                b"v".to_vec(),
-                b"PX".to_vec(),
-                b"200".to_vec(),
-            ]
-        })
-        .collect();
+    let mut cmds = sets_expiring(2000, 200);
     cmds.push(vec![b"SET".to_vec(), b"keep".to_vec(), b"v".to_vec()]);
     assert!(c.pipeline(&cmds).iter().all(|r| r == b"+OK\r\n"));
     assert_eq!(int(&mut c, &["DBSIZE"]), 2001);
@@ -51,17 +59,7 @@ fn active_expiry_finds_few_volatile_keys_among_many_persistent_ones() {
         c.call(&["DEBUG", "POPULATE", "200000", "p"]),
         Frame::Simple("OK".into())
     );
-    let cmds: Vec<Vec<Vec<u8>>> = (0..1000)
-        .map(|i| {
-            vec![
-                b"SET".to_vec(),
-                format!("e:{i}").into_bytes(),
-                b"v".to_vec(),
-                b"PX".to_vec(),
-                b"100".to_vec(),
-            ]
-        })
-        .collect();
+    let cmds = sets_expiring(1000, 100);
     assert!(c.pipeline(&cmds).iter().all(|r| r == b"+OK\r\n"));
     assert_eq!(int(&mut c, &["DBSIZE"]), 201_000);
     assert!(
