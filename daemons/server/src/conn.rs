@@ -73,13 +73,15 @@ async fn conn_loop(
     let mut parser = RequestParser::new();
     let mut argv_store: Vec<&'static [u8]> = Vec::new();
     let handle = conn.handle.clone();
+    // the clock read when the input arrived serves the batch it brought
+    let mut read_ms = None;
     loop {
         // a command held by CLIENT PAUSE or FAILOVER, or while a long script
         // runs, stays in `inbuf`
         let mut held = false;
         let mut held_by_script = false;
         // Run every complete request in the buffer.
-        conn.now_ms = crate::util::now_ms();
+        conn.now_ms = read_ms.take().unwrap_or_else(crate::util::now_ms);
         conn.clock = std::time::Instant::now();
         loop {
             let limits = Limits {
@@ -206,9 +208,14 @@ async fn conn_loop(
                     return Ok(());
                 }
                 srv.stats.net_in.fetch_add(n as u64, Relaxed);
-                handle.last_ms.store(crate::util::now_ms(), Relaxed);
+                let now = crate::util::now_ms();
+                handle.last_ms.store(now, Relaxed);
+                read_ms = Some(now);
             }
             Some(m) = push_rx.recv() => {
+                if handle.killed.load(Relaxed) {
+                    return Ok(());
+                }
                 out.extend_from_slice(&m);
                 let mut n = m.len();
                 while let Ok(m) = push_rx.try_recv() {
@@ -221,7 +228,6 @@ async fn conn_loop(
                 flush(stream, &mut out, srv, &handle).await?;
                 handle.pending.fetch_sub(n, Relaxed);
             }
-            _ = handle.kill.notified() => return Ok(()),
             _ = idle => return Ok(()),
         }
     }
@@ -263,6 +269,9 @@ async fn flush(
             return Err(std::io::Error::other("client killed"));
         }
         tokio::select! {
+            // the write usually completes at once: `kill` is only waited on
+            // (and registered with) when it does not
+            biased;
             r = stream.write_all(out) => r?,
             _ = handle.kill.notified() => return Err(std::io::Error::other("client killed")),
         }

@@ -91,6 +91,9 @@ impl ClientHandle {
     pub fn kill(&self) {
         self.killed.store(true, Relaxed);
         self.kill.notify_one();
+        // an idle connection waits on its push queue, not on `kill` (a
+        // `Notified` there would cost two mutex round trips per request)
+        let _ = self.push.send(Bytes::new());
     }
 }
 
