@@ -665,6 +665,8 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         i += 1;
     }
     let deliverytime = deliverytime.map(|t| t.min(now));
+    // the effect for replicas and the AOF, built only while one listens
+    let record = ctx.srv.persist.feed.active();
     let Some(s) = stream_mut(ctx, key)? else {
         return Err(nogroup(key, gname));
     };
@@ -700,7 +702,9 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         if !present {
             // the entry is gone: it leaves the PEL (replicas too: an XCLAIM
             // of a missing entry drops it there)
-            propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
+            if record {
+                propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
+            }
             unpend(g, id);
             changed = true;
             continue;
@@ -723,9 +727,11 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         );
         changed = true;
         claimed.push(id);
-        propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
+        if record {
+            propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
+        }
     }
-    if advanced && prop.is_empty() {
+    if record && advanced && prop.is_empty() {
         propagate_group_id(&mut prop, key, gname, g);
     }
     let items: Vec<(StreamId, Option<Fields>)> = claimed
@@ -735,7 +741,7 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if changed || lastid.is_some() {
         ctx.dirty += 1;
     }
-    ctx.conn.propagate = Some(prop);
+    ctx.conn.propagate = record.then_some(prop);
     reply_claimed(ctx, items);
     Ok(())
 }
@@ -764,6 +770,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
     }
     let now = ctx.now;
+    let record = ctx.srv.persist.feed.active();
     let Some(s) = stream_mut(ctx, key)? else {
         return Err(nogroup(key, gname));
     };
@@ -785,7 +792,9 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         let id = pending[idx];
         idx += 1;
         if !entries.contains_key(&id) {
-            propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
+            if record {
+                propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
+            }
             unpend(g, id);
             deleted.push(id);
             left -= 1;
@@ -797,7 +806,9 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
         hand_over(g, id, cname, now, now, |n| if justid { n } else { n + 1 });
         claimed.push(id);
-        propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
+        if record {
+            propagate_claim(&mut prop, key, gname, g, id, &g.pel[&id]);
+        }
         left -= 1;
     }
     let next = pending.get(idx).copied().unwrap_or(StreamId::MIN);
@@ -808,7 +819,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if !claimed.is_empty() || !deleted.is_empty() {
         ctx.dirty += 1;
     }
-    ctx.conn.propagate = Some(prop);
+    ctx.conn.propagate = record.then_some(prop);
     ctx.array(3);
     ctx.bulk(&next.fmt());
     reply_claimed(ctx, items);
