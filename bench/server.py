@@ -32,12 +32,6 @@ CUSTOM = {"pfadd": ["PFADD", "hll:__rand_int__", "e:__rand_int__"],
           "xadd": ["XADD", "st:__rand_int__", "*", "field", "__rand_int__"]}
 
 
-
-
-
-
-
-
 def cli(port, *args):
     out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, check=True).stdout
     if out.startswith("ERR") or out.startswith("(error)"):
