@@ -485,19 +485,36 @@ fn xreadgroup(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 /// One stream's part of an XREAD/XREADGROUP reply.
 type Found = (usize, Vec<(StreamId, Option<Fields>)>);
 
-/// # Format
-/// `XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]`,
-/// `XREADGROUP GROUP group consumer [COUNT count] [BLOCK milliseconds] [NOACK] STREAMS key [key ...] id [id ...]`
-fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
-    let (mut count, mut block, mut noack) = (usize::MAX, None, false);
-    let mut group: Option<(&[u8], &[u8])> = None;
+/// XREAD/XREADGROUP's options, up to `STREAMS`.
+struct ReadOpts<'a> {
+    count: usize,
+    block: Option<i64>,
+    noack: bool,
+    /// XREADGROUP's group and consumer.
+    group: Option<(&'a [u8], &'a [u8])>,
+    /// Where the keys start.
+    streams_at: usize,
+}
+
+fn read_opts<'a>(a: &[&'a [u8]], grouped: bool) -> Result<ReadOpts<'a>, CmdError> {
+    let mut o = ReadOpts {
+        count: usize::MAX,
+        block: None,
+        noack: false,
+        group: None,
+        streams_at: 0,
+    };
+    let only_xreadgroup = |opt: &str| {
+        err(format!(
+            "ERR The {opt} option is only supported by XREADGROUP. You called XREAD instead."
+        ))
+    };
     let mut i = 1;
-    let mut streams_at = None;
     while i < a.len() {
         let more = i + 1 < a.len();
         if is(a[i], "count") && more {
             let c = int_arg(a[i + 1])?;
-            count = if c <= 0 { usize::MAX } else { c as usize };
+            o.count = if c <= 0 { usize::MAX } else { c as usize };
             i += 2;
         } else if is(a[i], "block") && more {
             let ms = int_arg(a[i + 1])
@@ -505,52 +522,57 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
             if ms < 0 {
                 return Err(err("ERR timeout is negative"));
             }
-            block = Some(ms);
+            o.block = Some(ms);
             i += 2;
         } else if is(a[i], "streams") {
-            streams_at = Some(i + 1);
+            o.streams_at = i + 1;
             break;
         } else if is(a[i], "group") && i + 2 < a.len() {
             if !grouped {
-                return Err(err(
-                    "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead.",
-                ));
+                return Err(only_xreadgroup("GROUP"));
             }
-            group = Some((a[i + 1], a[i + 2]));
+            o.group = Some((a[i + 1], a[i + 2]));
             i += 3;
         } else if is(a[i], "noack") {
             if !grouped {
-                return Err(err(
-                    "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead.",
-                ));
+                return Err(only_xreadgroup("NOACK"));
             }
-            noack = true;
+            o.noack = true;
             i += 1;
         } else {
             return Err(SYNTAX);
         }
     }
-    let Some(at) = streams_at else {
+    if o.streams_at == 0 {
         return Err(SYNTAX);
-    };
-    let rest = &a[at..];
-    if rest.is_empty() || !rest.len().is_multiple_of(2) {
+    }
+    let rest = a.len() - o.streams_at;
+    if rest == 0 || !rest.is_multiple_of(2) {
         return Err(err(format!(
             "ERR Unbalanced {} list of streams: for each stream key an ID or '$' must be specified.",
             if grouped { "XREADGROUP" } else { "XREAD" }
         )));
     }
-    if grouped && group.is_none() {
+    if grouped && o.group.is_none() {
         return Err(err("ERR Missing GROUP option for XREADGROUP"));
     }
-    let n = rest.len() / 2;
-    let (keys, idargs) = rest.split_at(n);
-    // `$` means the last ID when the command first ran: a re-run after a
-    // wake-up must not move it. `None` stands for XREADGROUP's `>`.
-    let mut ids: Vec<Option<StreamId>> = Vec::with_capacity(n);
+    Ok(o)
+}
+
+/// The ID to read after, per key; `None` stands for XREADGROUP's `>`.
+/// `$` means the last ID when the command first ran: a re-run after a
+/// wake-up must not move it.
+fn read_ids(
+    ctx: &mut Ctx<'_, '_>,
+    keys: &[&[u8]],
+    idargs: &[&[u8]],
+    group: Option<&[u8]>,
+) -> Result<Vec<Option<StreamId>>, CmdError> {
+    let grouped = group.is_some();
+    let mut ids = Vec::with_capacity(keys.len());
     let saved = std::mem::take(&mut ctx.conn.xread_ids);
     for (j, (k, idarg)) in keys.iter().zip(idargs).enumerate() {
-        if let Some((g, _)) = group {
+        if let Some(g) = group {
             let has = stream_mut(ctx, k)?.is_some_and(|s| s.groups.contains_key(g));
             if !has {
                 return Err(err(format!(
@@ -582,7 +604,17 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
         };
         ids.push(id);
     }
-    let now = ctx.now;
+    Ok(ids)
+}
+
+/// # Format
+/// `XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]`,
+/// `XREADGROUP GROUP group consumer [COUNT count] [BLOCK milliseconds] [NOACK] STREAMS key [key ...] id [id ...]`
+fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
+    let o = read_opts(a, grouped)?;
+    let (keys, idargs) = a[o.streams_at..].split_at((a.len() - o.streams_at) / 2);
+    let ids = read_ids(ctx, keys, idargs, o.group.map(|(g, _)| g))?;
+    let (count, now) = (o.count, ctx.now);
     let mut found: Vec<Found> = Vec::new();
     // what replicas and the AOF get instead of the command, if anyone listens
     let record = ctx.srv.persist.feed.active();
@@ -592,7 +624,7 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
         let Some(s) = stream_mut(ctx, k)? else {
             continue;
         };
-        match (group, ids[j]) {
+        match (o.group, ids[j]) {
             (None, Some(after)) => {
                 let Some(from) = after.next() else { continue };
                 let items: Vec<_> = s
@@ -617,9 +649,9 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
             }
             (Some((g, c)), None) => {
                 let created = !s.groups[g].consumers.contains_key(c);
-                let items = deliver_new(s, g, c, count, noack, now);
+                let items = deliver_new(s, g, c, count, o.noack, now);
                 if record {
-                    let how = Read::New { noack };
+                    let how = Read::New { noack: o.noack };
                     groups::propagate_read(&mut prop, k, s, g, c, created, &items, how);
                 }
                 if !items.is_empty() {
@@ -633,10 +665,10 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
         if !found.is_empty() || created_any {
             ctx.dirty += 1;
         }
-        ctx.conn.propagate = Some(prop);
+        ctx.conn.propagate = record.then_some(prop);
     }
     if found.is_empty() {
-        if let Some(ms) = block
+        if let Some(ms) = o.block
             && ctx.may_block()
         {
             ctx.conn.xread_ids = ids.iter().map(|i| i.unwrap_or(StreamId::MAX)).collect();
@@ -647,12 +679,18 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
         ctx.null_array();
         return Ok(());
     }
+    reply_found(ctx, keys, &found);
+    Ok(())
+}
+
+/// XREAD's reply: per stream with entries, its key and them (a map in RESP3).
+fn reply_found(ctx: &mut Ctx<'_, '_>, keys: &[&[u8]], found: &[Found]) {
     if ctx.resp3() {
         ctx.map(found.len());
     } else {
         ctx.array(found.len());
     }
-    for (j, items) in &found {
+    for (j, items) in found {
         if !ctx.resp3() {
             ctx.array(2);
         }
@@ -669,7 +707,6 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
             }
         }
     }
-    Ok(())
 }
 
 fn opt_id(ctx: &mut Ctx<'_, '_>, e: Option<(StreamId, Fields)>) {
