@@ -754,3 +754,44 @@ fn a_watched_key_that_expires_aborts_exec_as_in_redis() {
         assert_eq!(c.cmd(&[b"EXEC"]), b"*1\r\n+OK\r\n", "{}", p.name);
     }
 }
+
+#[test]
+fn config_set_timeout_closes_idle_clients_but_not_subscribers() {
+    let srv = kvfleet_server(&[]);
+    let mut c = srv.client();
+    let mut idle = srv.client();
+    assert_eq!(idle.call(&["PING"]), Frame::Simple("PONG".into()));
+    let mut sub = srv.client();
+    sub.call(&["SUBSCRIBE", "ch"]);
+    assert_eq!(
+        c.call(&["CONFIG", "SET", "timeout", "1"]),
+        Frame::Simple("OK".into())
+    );
+    assert_eq!(
+        c.call(&["CONFIG", "GET", "timeout"]),
+        Frame::Array(vec![bulk("timeout"), bulk("1")])
+    );
+    let t = Instant::now();
+    assert!(idle.closed(), "an idle client outlived `timeout 1`");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
+    // the subscriber was idle as long, and is exempt (as in Redis)
+    assert_eq!(
+        sub.call(&["PING"]),
+        Frame::Array(vec![bulk("pong"), bulk("")])
+    );
+    assert!(c.closed(), "the client that set it was idle as long");
+    let mut c = srv.client();
+    c.call(&["CONFIG", "SET", "timeout", "0"]);
+    let mut kept = srv.client();
+    assert_eq!(kept.call(&["PING"]), Frame::Simple("PONG".into()));
+    std::thread::sleep(Duration::from_millis(1500)); // idle past the old limit on purpose
+    assert_eq!(
+        kept.call(&["PING"]),
+        Frame::Simple("PONG".into()),
+        "timeout 0 closes nobody"
+    );
+}

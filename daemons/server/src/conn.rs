@@ -193,7 +193,9 @@ async fn conn_loop(
         if conn.close || handle.killed.load(Relaxed) {
             return Ok(());
         }
-        let timeout = srv.rt.read().timeout;
+        // an atomic, not `rt`'s lock: a read lock is two writes to a line
+        // every worker shares
+        let timeout = srv.idle_timeout.load(Relaxed);
         let idle = async {
             if timeout == 0 || conn.subscribed() {
                 std::future::pending::<()>().await

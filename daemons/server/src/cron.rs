@@ -117,7 +117,7 @@ pub fn active_expire(srv: &Server, mut cursor: usize, budget: Duration) -> usize
 }
 
 fn kill_idle(srv: &Server) {
-    let timeout = srv.rt.read().timeout;
+    let timeout = srv.idle_timeout.load(Relaxed);
     if timeout == 0 {
         return;
     }

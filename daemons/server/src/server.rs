@@ -170,6 +170,9 @@ pub struct Server {
     pub auth_required: AtomicBool,
     pub proto_max_bulk_len: AtomicUsize,
     pub slowlog_slower_than: AtomicI64,
+    /// `timeout` (seconds idle before a client is closed; 0 = never), read by
+    /// every connection each time it waits.
+    pub idle_timeout: AtomicU64,
     pub stats: Stats,
     pub cmd_stats: Vec<CmdStat>,
     pub cmd_index: HashMap<&'static [u8], usize, crate::db::Hasher>,
@@ -239,6 +242,7 @@ impl Server {
             auth_required: AtomicBool::new(!rt.requirepass.is_empty()),
             proto_max_bulk_len: AtomicUsize::new(rt.proto_max_bulk_len),
             slowlog_slower_than: AtomicI64::new(rt.slowlog_log_slower_than),
+            idle_timeout: AtomicU64::new(rt.timeout),
             rt: RwLock::new(rt),
             maxmemory: AtomicU64::new(cfg.maxmemory),
             stats: Stats::default(),

@@ -285,7 +285,10 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
                 .map_err(|_| "argument must be between 0 and 4294967295 inclusive")?
         }
         "maxmemory-samples" => rt.maxmemory_samples = num()?.clamp(1, 64) as usize,
-        "timeout" => rt.timeout = num()?.max(0) as u64,
+        "timeout" => {
+            rt.timeout = num()?.max(0) as u64;
+            srv.idle_timeout.store(rt.timeout, Relaxed);
+        }
         "hz" => rt.hz = num()?.clamp(1, 500) as u32,
         "proto-max-bulk-len" => {
             rt.proto_max_bulk_len =
