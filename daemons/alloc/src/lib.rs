@@ -25,30 +25,27 @@ pub const FLUSH_AT: isize = 16 * 1024;
 static TOTAL: AtomicIsize = AtomicIsize::new(0);
 
 thread_local! {
-    // Both const-initialised and without a destructor: reading them is a
-    // plain thread-local access, with no lazy state to check, and stays
-    // valid while the thread's other thread-locals are destroyed.
-    /// This thread's bytes allocated minus freed, not yet in [`TOTAL`];
-    /// [`UNSET`] before the thread's first allocation and after its exit flush.
-    static PENDING: Cell<isize> = const { Cell::new(UNSET) };
-    static STATE: Cell<u8> = const { Cell::new(UNARMED) };
+    // Const-initialised and without a destructor: reading it is a plain
+    // thread-local access, with no lazy state to check, and stays valid
+    // while the thread's other thread-locals are destroyed.
+    /// This thread's bytes allocated minus freed, not yet in [`TOTAL`]; or,
+    /// far outside ±[`FLUSH_AT`], which of the rare states the thread is in
+    /// ([`UNARMED`], [`EXITED`]), so that any allocation then takes the slow path.
+    static PENDING: Cell<isize> = const { Cell::new(UNARMED) };
     /// Its destructor hands what is pending to [`TOTAL`] when the thread exits.
     static ON_EXIT: FlushOnExit = const { FlushOnExit };
 }
 
-/// Far outside ±[`FLUSH_AT`], so adding to it takes the slow path.
-const UNSET: isize = isize::MIN / 2;
-const UNARMED: u8 = 0;
-const ARMED: u8 = 1;
+/// Before the thread's first allocation has armed the exit flush.
+const UNARMED: isize = isize::MIN / 2;
 /// The exit flush has run: whatever is freed after it goes straight to the total.
-const EXITED: u8 = 2;
+const EXITED: isize = isize::MAX / 2;
 
 struct FlushOnExit;
 
 impl Drop for FlushOnExit {
     fn drop(&mut self) {
-        STATE.set(EXITED);
-        TOTAL.fetch_add(PENDING.replace(UNSET), Relaxed);
+        TOTAL.fetch_add(PENDING.replace(EXITED), Relaxed);
     }
 }
 
@@ -68,30 +65,27 @@ fn add(n: isize) {
     }
 }
 
-/// The rare path: a flush, a thread's first allocation, or one after its exit.
+/// The rare path: a flush, a thread's first allocation, or one after its
+/// exit. `v` is the pending count plus `n`; no single allocation comes near
+/// a quarter of the address space, so the sentinels stay recognisable.
 #[cold]
 #[inline(never)]
 fn settle(v: isize, n: isize) {
-    match STATE.get() {
-        ARMED => {
-            TOTAL.fetch_add(v, Relaxed);
+    if v < UNARMED / 2 {
+        // registering the destructor does not use Rust's allocator
+        // (glibc's __cxa_thread_atexit_impl)
+        if ON_EXIT.try_with(|_| ()).is_ok() {
             PENDING.set(0);
-        }
-        UNARMED => {
-            // registering the destructor does not use Rust's allocator
-            // (glibc's __cxa_thread_atexit_impl)
-            if ON_EXIT.try_with(|_| ()).is_ok() {
-                STATE.set(ARMED);
-                PENDING.set(0);
-                add(n);
-            } else {
-                STATE.set(EXITED);
-                TOTAL.fetch_add(n, Relaxed);
-            }
-        }
-        _ => {
+            add(n);
+        } else {
+            PENDING.set(EXITED);
             TOTAL.fetch_add(n, Relaxed);
         }
+    } else if v > EXITED / 2 {
+        TOTAL.fetch_add(n, Relaxed);
+    } else {
+        TOTAL.fetch_add(v, Relaxed);
+        PENDING.set(0);
     }
 }
 
