@@ -14,6 +14,11 @@
 //! thread (16 KiB; a few hundred KiB for a server's threads), which is
 //! within what Redis's own `maxmemory` check tolerates.
 
+#[cfg(feature = "mimalloc")]
+mod mi;
+#[cfg(feature = "mimalloc")]
+pub use mi::MiMalloc;
+
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};

@@ -191,4 +191,4 @@ async fn shutdown_signal() {
 }
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: kvfleet_alloc::MiMalloc = kvfleet_alloc::MiMalloc;

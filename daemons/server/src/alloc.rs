@@ -9,7 +9,7 @@ use kvfleet_alloc::Counting;
 
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
-static ALLOC: Counting<mimalloc::MiMalloc> = Counting(mimalloc::MiMalloc);
+static ALLOC: Counting<kvfleet_alloc::MiMalloc> = Counting(kvfleet_alloc::MiMalloc);
 
 /// `--features system-alloc`: the system allocator, so valgrind's DHAT can
 /// count allocations per request (it only sees malloc).
