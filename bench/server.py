@@ -70,7 +70,9 @@ def populate(servers, ports, when):
 
 
 def main():
-    kv_bin = os.path.join(ROOT, "target", "release", "kvfleet-server")
+    # server.sh passes the profile-guided release build (scripts/build-release.sh)
+    kv_bin = os.environ.get("KV_BIN") or os.path.join(ROOT, "target", "release", "kvfleet-server")
+    print(f"kvfleet-server binary: {kv_bin}", flush=True)
     rport, kport = 16379, 16390
     # no save points on either; AOF=everysec|always|no turns the append-only file on for both
     aof = ["--appendonly", "yes", "--appendfsync", AOF] if AOF else ["--appendonly", "no"]

@@ -20,6 +20,17 @@ set +e
 cargo test --release --workspace --lib --bins --tests -- --test-threads 2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+if [ "$status" = 0 ]; then
+  # The production build (profile-guided, scripts/build-release.sh) is a
+  # different binary: the server's end-to-end suites run against it too.
+  echo "== profile-guided release build, and the server's e2e suites against it"
+  bin=$(bash scripts/build-release.sh)
+  set +e
+  KVFLEET_BIN_DIR=$(dirname "$bin") cargo test --release -p kvfleet-e2e -- --test-threads 2 \
+    --skip proxy:: 2>&1 | tee -a "$log"
+  status=${PIPESTATUS[0]}
+  set -e
+fi
 passed=$(grep -o '[0-9]* passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -o '[0-9]* failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "kvfleet: $passed passed, $failed failed"

@@ -27,8 +27,15 @@ fn target_dir() -> PathBuf {
 }
 
 /// Path to a workspace binary, built once per test process so tests never run a stale one.
+/// `KVFLEET_BIN_DIR` names a directory of already-built binaries to test
+/// instead (the profile-guided release build, scripts/build-release.sh).
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
+    if let Some(dir) = std::env::var_os("KVFLEET_BIN_DIR") {
+        let p = PathBuf::from(dir).join(name);
+        assert!(p.exists(), "{} not built (KVFLEET_BIN_DIR)", p.display());
+        return p;
+    }
     let dir = target_dir();
     BUILT.get_or_init(|| {
         if std::env::var_os("KVFLEET_NO_BUILD").is_some() {

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The production build of kvfleet-server: profile-guided (PGO). Builds an
+# instrumented server, runs scripts/pgo-train.sh against it, and rebuilds with
+# the profile; prints the binary's path (target/pgo/release/kvfleet-server).
+# Why: docs/decisions/0012-profile-guided-build.md. The plain
+# `cargo build --release` binary behaves the same, only slower.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# llvm-profdata must read what rustc's LLVM wrote: the same major version
+llvm=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+bash scripts/deps.sh "llvm-$llvm" >&2
+profdata=/usr/lib/llvm-$llvm/bin/llvm-profdata
+root=$PWD/target
+prof=$root/pgo-profile
+rm -rf "$prof"
+mkdir -p "$prof"
+
+echo "== PGO 1/3: instrumented build" >&2
+CARGO_TARGET_DIR=$root/pgo-gen RUSTFLAGS="-Cprofile-generate=$root/pgo-gen/profraw" \
+  cargo build --release --quiet -p kvfleet-server >&2
+echo "== PGO 2/3: training (scripts/pgo-train.sh)" >&2
+LLVM_PROFILE_FILE="$prof/kv-%m-%p.profraw" bash scripts/pgo-train.sh "$root/pgo-gen/release/kvfleet-server" >&2
+"$profdata" merge -o "$prof/kvfleet-server.profdata" "$prof"/*.profraw
+echo "== PGO 3/3: optimised build" >&2
+CARGO_TARGET_DIR=$root/pgo \
+  RUSTFLAGS="-Cprofile-use=$prof/kvfleet-server.profdata -Cllvm-args=-pgo-warn-missing-function=false" \
+  cargo build --release --quiet -p kvfleet-server >&2
+echo "$root/pgo/release/kvfleet-server"
