@@ -8,6 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # llvm-profdata must read what rustc's LLVM wrote: the same major version
 llvm=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+if ! dpkg-query -W -f='${Status}' "llvm-$llvm" 2>/dev/null | grep -q "install ok installed" &&
+  ! apt-cache show "llvm-$llvm" >/dev/null 2>&1; then
+  apt-get update -qq >&2 || true
+  if ! apt-cache show "llvm-$llvm" >/dev/null 2>&1; then
+    echo "build-release: rustc uses LLVM $llvm and Debian has no llvm-$llvm package;" \
+      "PGO needs that version's llvm-profdata (or use the plain cargo build --release)" >&2
+    exit 1
+  fi
+fi
 bash scripts/deps.sh "llvm-$llvm" >&2
 profdata=/usr/lib/llvm-$llvm/bin/llvm-profdata
 root=$PWD/target
