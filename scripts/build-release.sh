@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The production build of kvfleet-server: profile-guided (PGO). Builds an
-# instrumented server, runs scripts/pgo-train.sh against it, and rebuilds with
-# the profile; prints the binary's path (target/pgo/release/kvfleet-server).
+# The production build of kvfleet-server and kvfleet-proxy: profile-guided
+# (PGO). Builds them instrumented, runs scripts/pgo-train.sh against them, and
+# rebuilds with the profile; prints the server binary's path (the proxy is
+# beside it: target/pgo/release/).
 # Why: docs/decisions/0012-profile-guided-build.md. The plain
 # `cargo build --release` binary behaves the same, only slower.
 set -euo pipefail
@@ -26,12 +27,13 @@ mkdir -p "$prof"
 
 echo "== PGO 1/3: instrumented build" >&2
 CARGO_TARGET_DIR=$root/pgo-gen RUSTFLAGS="-Cprofile-generate=$root/pgo-gen/profraw" \
-  cargo build --release --quiet -p kvfleet-server >&2
+  cargo build --release --quiet -p kvfleet-server -p kvfleet-proxy >&2
 echo "== PGO 2/3: training (scripts/pgo-train.sh)" >&2
-LLVM_PROFILE_FILE="$prof/kv-%m-%p.profraw" bash scripts/pgo-train.sh "$root/pgo-gen/release/kvfleet-server" >&2
-"$profdata" merge -o "$prof/kvfleet-server.profdata" "$prof"/*.profraw
+LLVM_PROFILE_FILE="$prof/kv-%m-%p.profraw" bash scripts/pgo-train.sh \
+  "$root/pgo-gen/release/kvfleet-server" "$root/pgo-gen/release/kvfleet-proxy" >&2
+"$profdata" merge -o "$prof/kvfleet.profdata" "$prof"/*.profraw
 echo "== PGO 3/3: optimised build" >&2
 CARGO_TARGET_DIR=$root/pgo \
-  RUSTFLAGS="-Cprofile-use=$prof/kvfleet-server.profdata -Cllvm-args=-pgo-warn-missing-function=false" \
-  cargo build --release --quiet -p kvfleet-server >&2
+  RUSTFLAGS="-Cprofile-use=$prof/kvfleet.profdata -Cllvm-args=-pgo-warn-missing-function=false" \
+  cargo build --release --quiet -p kvfleet-server -p kvfleet-proxy >&2
 echo "$root/pgo/release/kvfleet-server"

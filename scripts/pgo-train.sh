@@ -4,14 +4,19 @@
 # redis-benchmark at pipeline 1 and 16 over every command family, with and
 # without the AOF. Code it never runs is optimised as cold, so it covers the
 # families broadly, not only the benchmark's rows.
-# Usage: pgo-train.sh BINARY   (LLVM_PROFILE_FILE says where profiles go)
+# With a second argument, an instrumented kvfleet-proxy in front of the master
+# then carries the same families and its own fan-outs (MGET/MSET/DEL, SCAN).
+# Usage: pgo-train.sh SERVER [PROXY]   (LLVM_PROFILE_FILE says where profiles go)
 set -euo pipefail
 bin=$1
+proxy_bin=${2:-}
 master=${PGO_PORT:-16520}
 replica=$((master + 1))
+proxy=$((master + 2))
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  [ -n "${proxy_pid:-}" ] && kill -TERM "$proxy_pid" 2>/dev/null
   for p in "$master" "$replica"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
@@ -42,10 +47,11 @@ sha=$(redis-cli -p "$master" script load "$limiter")
 redis-cli -p "$master" function load "#!lua name=train
 redis.register_function('hit', function(keys, args) return redis.call('hincrby', keys[1], args[1], 1) end)" >/dev/null
 
+port=$master
 bench() { # P N COMMAND...
   local p=$1 n=$2
   shift 2
-  redis-benchmark -p "$master" -c 50 -n "$n" -P "$p" -d 100 -r 100000 -q "$@" >/dev/null
+  redis-benchmark -p "$port" -c 50 -n "$n" -P "$p" -d 100 -r 100000 -q "$@" >/dev/null
 }
 
 run_all() { # P N
@@ -86,3 +92,21 @@ redis-cli -p "$master" config set appendonly no >/dev/null
 bench 1 20000 -t get
 redis-cli -p "$master" scan 0 count 1000 >/dev/null
 redis-cli -p "$master" info >/dev/null
+
+if [ -n "$proxy_bin" ]; then
+  "$proxy_bin" --port "$proxy" --group "127.0.0.1:$master" >"$work/p.log" 2>&1 &
+  proxy_pid=$!
+  pids+=("$proxy_pid")
+  wait_ready "$proxy"
+  port=$proxy
+  run_all 1 10000
+  run_all 16 50000
+  bench 16 50000 MGET key:__rand_int__ key:__rand_int__ key:__rand_int__
+  bench 16 50000 DEL key:__rand_int__ key:__rand_int__
+  redis-cli -p "$proxy" scan 0 count 1000 >/dev/null
+  redis-cli -p "$proxy" info >/dev/null
+  # SIGTERM ends the proxy cleanly, so it writes its profile
+  kill -TERM "$proxy_pid"
+  wait "$proxy_pid" || true
+  proxy_pid=
+fi
