@@ -23,20 +23,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_ready() {
-  for _ in $(seq 200); do
-    [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
-    sleep 0.05
-  done
-  echo "pgo-train: kvfleet-server on $1 did not answer PING" >&2
-  return 1
-}
+. "$(dirname "$0")/lib.sh"
 
 mkdir -p "$work/m" "$work/r"
 "$bin" --port "$master" --save "" --dir "$work/m" >"$work/m.log" 2>&1 & pids+=($!)
 "$bin" --port "$replica" --save "" --dir "$work/r" --replicaof "127.0.0.1 $master" >"$work/r.log" 2>&1 & pids+=($!)
-wait_ready "$master"
-wait_ready "$replica"
+wait_ready "$master" "pgo-train: kvfleet-server"
+wait_ready "$replica" "pgo-train: kvfleet-server"
 for _ in $(seq 200); do
   redis-cli -p "$replica" info replication | grep -q "master_link_status:up" && break
   sleep 0.05
@@ -97,7 +90,7 @@ if [ -n "$proxy_bin" ]; then
   "$proxy_bin" --port "$proxy" --group "127.0.0.1:$master" >"$work/p.log" 2>&1 &
   proxy_pid=$!
   pids+=("$proxy_pid")
-  wait_ready "$proxy"
+  wait_ready "$proxy" "pgo-train: kvfleet-proxy"
   port=$proxy
   run_all 1 10000
   run_all 16 50000

@@ -40,16 +40,9 @@ for port in "${PORTS[@]}"; do
   nohup target/release/kvfleet-server --port "$port" --dir "$RUN/server-$port" >"$RUN/server-$port.log" 2>&1 &
   echo $! >"$RUN/server-$port.pid"
 done
-wait_ready() { # port name
-  for _ in $(seq 100); do
-    redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "$2 on $1 did not start; see $RUN/" >&2
-  exit 1
-}
+. scripts/lib.sh
 for port in "${PORTS[@]}"; do
-  wait_ready "$port" kvfleet-server
+  wait_ready "$port" kvfleet-server "see $RUN/" || exit 1
 done
 groups=()
 for port in "${PORTS[@]}"; do
@@ -57,7 +50,7 @@ for port in "${PORTS[@]}"; do
 done
 nohup target/release/kvfleet-proxy --port "$PROXY_PORT" "${groups[@]}" >"$RUN/proxy-$PROXY_PORT.log" 2>&1 &
 echo $! >"$RUN/proxy-$PROXY_PORT.pid"
-wait_ready "$PROXY_PORT" kvfleet-proxy
+wait_ready "$PROXY_PORT" kvfleet-proxy "see $RUN/" || exit 1
 echo "kvfleet is up: kvfleet-proxy on $PROXY_PORT over kvfleet-server ${PORTS[*]} (logs in $RUN/)."
 echo "Try: redis-cli -p $PROXY_PORT set hello world && redis-cli -p $PROXY_PORT get hello"
 echo "Stop: scripts/up.sh stop"
