@@ -10,3 +10,4 @@ mod replication;
 mod scripting;
 mod server_features;
 mod streams;
+mod workers;

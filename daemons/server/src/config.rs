@@ -58,8 +58,12 @@ pub struct Config {
     pub pubsub_soft_limit: usize,
     /// Default 60.
     pub pubsub_soft_seconds: u64,
-    /// Worker threads; 0 means one per core. Default 0.
+    /// Worker threads, each with its own event loop; 0 means one per core. Default 0.
     pub threads: usize,
+    /// Start on one worker and add the next only while the active ones are
+    /// busy and a core is idle (decision 0013); `false` spreads clients over
+    /// all `threads` from the start. Default true.
+    pub adaptive_threads: bool,
     /// Slots this server owns, as ranges like `"0-511"`; empty means all. Default all.
     pub slots: Vec<String>,
     /// Address returned in `-MOVED` errors for slots owned elsewhere. Default empty.
@@ -124,6 +128,7 @@ impl Default for Config {
             pubsub_soft_limit: DEFAULT_PUBSUB_SOFT,
             pubsub_soft_seconds: DEFAULT_PUBSUB_SOFT_SECONDS,
             threads: 0,
+            adaptive_threads: true,
             slots: Vec::new(),
             moved_addr: String::new(),
             dir: ".".into(),

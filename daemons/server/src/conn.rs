@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::cmd::{self, ConnState};
 use crate::script::Gate;
 use crate::server::{ClientHandle, Server};
+use crate::workers::NO_MOVE;
 use kvfleet_resp::{Limits, RequestParser, encode};
 
 /// Initial buffer sizes; both grow with the largest request or reply batch.
@@ -36,7 +37,27 @@ fn park(mut v: Vec<&[u8]>) -> Vec<&'static [u8]> {
         .collect()
 }
 
-pub async fn serve(srv: Arc<Server>, mut stream: TcpStream) {
+/// What a connection carries when it moves to another worker runtime.
+pub struct Session {
+    conn: ConnState,
+    push_rx: mpsc::UnboundedReceiver<bytes::Bytes>,
+    inbuf: BytesMut,
+    out: BytesMut,
+    parser: RequestParser,
+    argv_store: Vec<&'static [u8]>,
+    /// The clock read when the input arrived serves the batch it brought.
+    read_ms: Option<u64>,
+}
+
+/// Why the connection loop returned without an error.
+enum Exit {
+    Closed,
+    /// The governor asked this connection to move to that runtime.
+    Move(usize),
+}
+
+/// Serves a new connection on worker runtime `rt`.
+pub async fn serve(srv: Arc<Server>, stream: TcpStream, rt: usize) {
     let _ = stream.set_nodelay(true);
     let id = srv.next_id.fetch_add(1, Relaxed);
     let addr = stream
@@ -47,34 +68,76 @@ pub async fn serve(srv: Arc<Server>, mut stream: TcpStream) {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let (push_tx, mut push_rx) = mpsc::unbounded_channel();
+    let (push_tx, push_rx) = mpsc::unbounded_channel();
     let handle = ClientHandle::new(id, addr, laddr, push_tx);
+    handle.rt.store(rt, Relaxed);
     srv.clients.lock().insert(id, handle.clone());
     srv.stats.connections.fetch_add(1, Relaxed);
-    let mut conn = ConnState::new(handle.clone(), !srv.auth_required.load(Relaxed));
-    let span = tracing::debug_span!("conn", id, peer = %handle.addr);
+    let session = Box::new(Session {
+        conn: ConnState::new(handle, !srv.auth_required.load(Relaxed)),
+        push_rx,
+        inbuf: BytesMut::with_capacity(READ_BUF),
+        out: BytesMut::with_capacity(READ_BUF),
+        parser: RequestParser::new(),
+        argv_store: Vec::new(),
+        read_ms: None,
+    });
+    drive(srv, stream, rt, session).await
+}
+
+/// Runs the connection on runtime `rt` until it closes or moves.
+pub(crate) async fn drive(srv: Arc<Server>, mut stream: TcpStream, rt: usize, mut s: Box<Session>) {
+    let handle = s.conn.handle.clone();
+    let span = tracing::debug_span!("conn", id = handle.id, peer = %handle.addr);
     let _e = span.enter();
-    if let Err(e) = conn_loop(&srv, &mut stream, &mut conn, &mut push_rx).await {
-        tracing::debug!(error = %e, "connection closed");
+    loop {
+        match conn_loop(&srv, &mut stream, &mut s).await {
+            Ok(Exit::Move(to)) => {
+                handle.move_to.store(NO_MOVE, Relaxed);
+                let Some(h) = srv.workers.runtime(to).filter(|_| to != rt) else {
+                    continue;
+                };
+                match stream.into_std() {
+                    Ok(std) => {
+                        srv.workers.moved(rt, to);
+                        handle.rt.store(to, Relaxed);
+                        h.spawn(crate::workers::resume(srv.clone(), std, to, Some(s)));
+                        return;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "could not move the connection"),
+                }
+            }
+            Ok(Exit::Closed) => {}
+            Err(e) => tracing::debug!(error = %e, "connection closed"),
+        }
+        break;
     }
-    cmd::multi::unwatch_all(&srv, &mut conn);
-    cmd::pubsub::unsubscribe_all(&srv, &mut conn);
-    srv.clients.lock().remove(&id);
+    end(&srv, rt, s);
+}
+
+/// A connection's last words: its watches, subscriptions and place go.
+pub(crate) fn end(srv: &Server, rt: usize, mut s: Box<Session>) {
+    cmd::multi::unwatch_all(srv, &mut s.conn);
+    cmd::pubsub::unsubscribe_all(srv, &mut s.conn);
+    srv.clients.lock().remove(&s.conn.handle.id);
+    srv.workers.closed(rt);
 }
 
 async fn conn_loop(
     srv: &Arc<Server>,
     stream: &mut TcpStream,
-    conn: &mut ConnState,
-    push_rx: &mut mpsc::UnboundedReceiver<bytes::Bytes>,
-) -> std::io::Result<()> {
-    let mut inbuf = BytesMut::with_capacity(READ_BUF);
-    let mut out = BytesMut::with_capacity(READ_BUF);
-    let mut parser = RequestParser::new();
-    let mut argv_store: Vec<&'static [u8]> = Vec::new();
+    s: &mut Session,
+) -> std::io::Result<Exit> {
+    let Session {
+        conn,
+        push_rx,
+        inbuf,
+        out,
+        parser,
+        argv_store,
+        read_ms,
+    } = s;
     let handle = conn.handle.clone();
-    // the clock read when the input arrived serves the batch it brought
-    let mut read_ms = None;
     loop {
         // a command held by CLIENT PAUSE or FAILOVER, or while a long script
         // runs, stays in `inbuf`
@@ -88,13 +151,13 @@ async fn conn_loop(
                 max_bulk_len: srv.proto_max_bulk_len.load(Relaxed),
                 authenticated: conn.authed,
             };
-            match parser.parse(&inbuf, &limits) {
+            match parser.parse(inbuf, &limits) {
                 Ok(Some(n)) => {
                     if !parser.args.is_empty() {
-                        let mut argv = recycle(std::mem::take(&mut argv_store));
-                        argv.extend((0..parser.args.len()).map(|i| parser.arg(&inbuf, i)));
+                        let mut argv = recycle(std::mem::take(argv_store));
+                        argv.extend((0..parser.args.len()).map(|i| parser.arg(inbuf, i)));
                         if srv.pause.holds(&argv, conn.multi.as_deref(), srv) {
-                            argv_store = park(argv);
+                            *argv_store = park(argv);
                             held = true;
                             break;
                         }
@@ -102,7 +165,7 @@ async fn conn_loop(
                             match srv.scripts.gate(srv, &argv) {
                                 Gate::Run => {}
                                 Gate::Hold => {
-                                    argv_store = park(argv);
+                                    *argv_store = park(argv);
                                     held_by_script = true;
                                     break;
                                 }
@@ -111,33 +174,33 @@ async fn conn_loop(
                                         conn.multi_err = true;
                                     }
                                     srv.stats.errors.fetch_add(1, Relaxed);
-                                    encode::error(&mut out, e.0.as_bytes());
-                                    argv_store = park(argv);
+                                    encode::error(out, e.0.as_bytes());
+                                    *argv_store = park(argv);
                                     inbuf.advance(n);
                                     continue;
                                 }
                             }
                         }
-                        dispatch_guarded(srv, conn, &mut out, &argv);
+                        dispatch_guarded(srv, conn, out, &argv);
                         if conn.block.is_some() {
                             let owned: Vec<Vec<u8>> = argv.iter().map(|a| a.to_vec()).collect();
-                            argv_store = park(argv);
+                            *argv_store = park(argv);
                             inbuf.advance(n);
-                            flush(stream, &mut out, srv, &handle).await?;
-                            block(srv, stream, conn, &mut out, &mut inbuf, owned).await?;
+                            flush(stream, out, srv, &handle).await?;
+                            block(srv, stream, conn, out, inbuf, owned).await?;
                             if conn.close {
                                 break;
                             }
                             continue;
                         }
-                        argv_store = park(argv);
+                        *argv_store = park(argv);
                     }
                     inbuf.advance(n);
                     if conn.close || conn.handoff.is_some() || conn.wait.is_some() {
                         break;
                     }
                     if out.len() >= FLUSH_AT {
-                        flush(stream, &mut out, srv, &handle).await?;
+                        flush(stream, out, srv, &handle).await?;
                     }
                 }
                 Ok(None) => {
@@ -148,7 +211,7 @@ async fn conn_loop(
                 }
                 Err(e) => {
                     let msg = format!("ERR {e}");
-                    encode::error(&mut out, msg.as_bytes());
+                    encode::error(out, msg.as_bytes());
                     srv.stats.errors.fetch_add(1, Relaxed);
                     conn.close = true;
                     break;
@@ -156,22 +219,24 @@ async fn conn_loop(
             }
         }
         cmd::flush_stats(srv, conn);
-        flush(stream, &mut out, srv, &handle).await?;
+        flush(stream, out, srv, &handle).await?;
         if held {
             if !srv.pause.wait(&handle.kill).await {
-                return Ok(());
+                return Ok(Exit::Closed);
             }
             continue;
         }
         if held_by_script {
             if !srv.scripts.wait(&handle.kill).await {
-                return Ok(());
+                return Ok(Exit::Closed);
             }
             continue;
         }
         if let Some(req) = conn.handoff.take() {
             // PSYNC: from here on this connection is a replica link
-            return crate::repl::serve_replica(srv.clone(), stream, req, &handle).await;
+            return crate::repl::serve_replica(srv.clone(), stream, req, &handle)
+                .await
+                .map(|()| Exit::Closed);
         }
         if let Some((n, target, deadline)) = conn.wait.take() {
             // WAIT: poll the replicas' acknowledgements (they answer GETACK
@@ -183,15 +248,20 @@ async fn conn_loop(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
-                    _ = handle.kill.notified() => return Ok(()),
+                    _ = handle.kill.notified() => return Ok(Exit::Closed),
                 }
             };
-            encode::int(&mut out, count as i64);
-            flush(stream, &mut out, srv, &handle).await?;
+            encode::int(out, count as i64);
+            flush(stream, out, srv, &handle).await?;
             continue;
         }
         if conn.close || handle.killed.load(Relaxed) {
-            return Ok(());
+            return Ok(Exit::Closed);
+        }
+        // replies are written: a safe point to move to another worker
+        let to = handle.move_to.load(Relaxed);
+        if to != NO_MOVE {
+            return Ok(Exit::Move(to));
         }
         // an atomic, not `rt`'s lock: a read lock is two writes to a line
         // every worker shares
@@ -204,19 +274,19 @@ async fn conn_loop(
             }
         };
         tokio::select! {
-            r = stream.read_buf(&mut inbuf) => {
+            r = stream.read_buf(inbuf) => {
                 let n = r?;
                 if n == 0 {
-                    return Ok(());
+                    return Ok(Exit::Closed);
                 }
                 srv.stats.net_in.fetch_add(n as u64, Relaxed);
                 let now = crate::util::now_ms();
                 handle.last_ms.store(now, Relaxed);
-                read_ms = Some(now);
+                *read_ms = Some(now);
             }
             Some(m) = push_rx.recv() => {
                 if handle.killed.load(Relaxed) {
-                    return Ok(());
+                    return Ok(Exit::Closed);
                 }
                 out.extend_from_slice(&m);
                 let mut n = m.len();
@@ -227,10 +297,10 @@ async fn conn_loop(
                         break;
                     }
                 }
-                flush(stream, &mut out, srv, &handle).await?;
+                flush(stream, out, srv, &handle).await?;
                 handle.pending.fetch_sub(n, Relaxed);
             }
-            _ = idle => return Ok(()),
+            _ = idle => return Ok(Exit::Closed),
         }
     }
 }

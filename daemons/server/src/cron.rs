@@ -35,6 +35,7 @@ pub async fn run(srv: Arc<Server>) {
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::time::sleep(period).await;
         crate::db::tick_lru_clock();
+        srv.workers.tick(&srv);
         srv.failover.tick(&srv);
         // a replica's keys expire by its master's DELs; a paused master's
         // stream stands still

@@ -23,6 +23,7 @@ pub mod repl;
 pub mod script;
 pub mod server;
 pub mod util;
+pub mod workers;
 
 /// The Redis version we answer as (HELLO, INFO): clients gate features on it.
 pub const REDIS_VERSION: &str = "7.0.15";

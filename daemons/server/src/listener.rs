@@ -39,7 +39,7 @@ pub async fn run(
                     });
                     continue;
                 }
-                tokio::spawn(crate::conn::serve(srv.clone(), sock));
+                crate::workers::Workers::serve(&srv, sock);
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning

@@ -34,6 +34,9 @@ struct Args {
     /// Worker threads (0 = one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// yes: start on one worker and add more under load; no: use all from the start.
+    #[arg(long)]
+    adaptive_threads: Option<String>,
     /// Directory of the RDB file.
     #[arg(long)]
     dir: Option<String>,
@@ -79,6 +82,13 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(t) = args.threads {
         cfg.threads = t;
+    }
+    if let Some(a) = &args.adaptive_threads {
+        cfg.adaptive_threads = match a.as_str() {
+            "yes" => true,
+            "no" => false,
+            _ => anyhow::bail!("--adaptive-threads takes yes or no"),
+        };
     }
     if let Some(d) = &args.dir {
         cfg.dir = d.clone();
@@ -137,16 +147,25 @@ fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
         cfg.threads
     };
     cfg.threads = threads;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
+    // one single-worker runtime (own epoll, own timers) per thread; the
+    // listener and the cron live on the first (decision 0013)
+    let runtimes = (0..threads)
+        .map(|i| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(format!("kvfleet-w{i}"))
+                .enable_all()
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let handles: Vec<_> = runtimes.iter().map(|r| r.handle().clone()).collect();
+    runtimes[0].block_on(async move {
         let listener = tokio::net::TcpListener::bind((cfg.bind.as_str(), cfg.port))
             .await
             .with_context(|| format!("binding {}:{}", cfg.bind, cfg.port))?;
         let local = listener.local_addr()?;
         let srv = Server::new(&cfg, file);
+        srv.workers.install(handles);
         srv.port
             .store(local.port() as u64, std::sync::atomic::Ordering::Relaxed);
         let t = std::time::Instant::now();

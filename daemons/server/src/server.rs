@@ -43,6 +43,10 @@ pub struct ClientHandle {
     pub soft_since: AtomicU64,
     /// `KIND_NORMAL`, or a replication link (CLIENT LIST flags, KILL TYPE).
     pub kind: AtomicU8,
+    /// The worker runtime serving this connection.
+    pub rt: AtomicUsize,
+    /// The runtime the governor asked it to move to (`workers::NO_MOVE`).
+    pub move_to: AtomicUsize,
 }
 
 pub const KIND_NORMAL: u8 = 0;
@@ -85,7 +89,16 @@ impl ClientHandle {
             pending: 0.into(),
             soft_since: 0.into(),
             kind: KIND_NORMAL.into(),
+            rt: 0.into(),
+            move_to: crate::workers::NO_MOVE.into(),
         })
+    }
+
+    /// Asks the connection to move to runtime `to` at its next safe point;
+    /// an idle one is woken for it.
+    pub fn ask_move(&self, to: usize) {
+        self.move_to.store(to, Relaxed);
+        let _ = self.push.send(Bytes::new());
     }
 
     pub fn kill(&self) {
@@ -190,6 +203,8 @@ pub struct Server {
     pub config_file: Option<String>,
     pub bind: String,
     pub threads: usize,
+    /// The worker runtimes and which connection lives on which.
+    pub workers: crate::workers::Workers,
     pub lastsave: AtomicU64,
     pub persist: crate::persist::Persist,
     pub repl_policy: crate::repl::Policy,
@@ -266,6 +281,7 @@ impl Server {
             config_file,
             bind: cfg.bind.clone(),
             threads: cfg.threads,
+            workers: crate::workers::Workers::new(cfg.threads, cfg.adaptive_threads),
             lastsave: AtomicU64::new(crate::util::now_ms() / 1000),
             persist,
         })

@@ -205,7 +205,7 @@ pub fn client_line(c: &ClientHandle) -> String {
         "N"
     };
     format!(
-        "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={} io-thread={}",
         c.id,
         c.addr,
         c.laddr,
@@ -221,6 +221,8 @@ pub fn client_line(c: &ClientHandle) -> String {
         c.resp.load(Relaxed),
         String::from_utf8_lossy(&lib),
         String::from_utf8_lossy(&ver),
+        // Redis 8's field: here the worker runtime serving the connection
+        c.rt.load(Relaxed),
     )
 }
 

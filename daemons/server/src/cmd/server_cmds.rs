@@ -590,6 +590,23 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
             env!("CARGO_PKG_VERSION"),
             srv.threads,
         );
+        // which worker runtimes serve clients, their connections and how
+        // busy each was over the governor's last period (decision 0013)
+        let w = &srv.workers;
+        let _ = write!(
+            o,
+            "kvfleet_threads_active:{}\r\nkvfleet_threads_adaptive:{}\r\nkvfleet_connections_moved:{}\r\n",
+            w.active(),
+            if w.adaptive() { "yes" } else { "no" },
+            w.moves.load(Relaxed),
+        );
+        for (i, (conns, busy)) in w.snapshot().into_iter().enumerate() {
+            let _ = write!(
+                o,
+                "kvfleet_thread{i}:connections={conns},busy={:.2}\r\n",
+                f64::from(busy) / 1000.0
+            );
+        }
     }
     if want("clients") {
         section(&mut o, "Clients");
@@ -1224,7 +1241,7 @@ pub fn lastsave(ctx: &mut Ctx<'_, '_>, _a: &[&[u8]]) -> CmdResult {
 }
 
 /// # Format
-/// `DEBUG SLEEP seconds | POPULATE count [prefix] [size] | SET-ACTIVE-EXPIRE 0|1 | HELP`
+/// `DEBUG SLEEP seconds | POPULATE count [prefix] [size] | SET-ACTIVE-EXPIRE 0|1 | WORKERS n | HELP`
 pub fn debug(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let sub = a[1];
     if is(sub, "sleep") && a.len() == 3 {
@@ -1257,6 +1274,16 @@ pub fn debug(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             });
         }
         ctx.ok();
+    } else if is(sub, "workers") && a.len() == 3 {
+        let n = int_arg(a[2])?;
+        if n < 1 || n as usize > ctx.srv.workers.threads() {
+            return Err(err(format!(
+                "ERR workers must be between 1 and {}",
+                ctx.srv.workers.threads()
+            )));
+        }
+        ctx.srv.workers.set_active(ctx.srv, n as usize);
+        ctx.ok();
     } else if is(sub, "set-active-expire") && a.len() == 3 {
         crate::cron::ACTIVE_EXPIRE.store(a[2] != b"0", Relaxed);
         ctx.ok();
@@ -1266,6 +1293,8 @@ pub fn debug(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "SLEEP <seconds>",
             "POPULATE <count> [<prefix>] [<size>]",
             "SET-ACTIVE-EXPIRE <0|1>",
+            "WORKERS <n>",
+            "    Serve clients on n worker threads now, moving connections as the governor would.",
         ];
         ctx.help_lines(&lines);
     } else {

@@ -1,0 +1,494 @@
+//! The worker runtimes, where each connection lives, and the governor that
+//! decides how many runtimes serve clients (decision 0013).
+//!
+//! Each runtime has one worker thread (a `multi_thread(1)` runtime, so
+//! `block_in_place` still hands the worker on when a script runs long) and
+//! its own epoll. A connection lives on one runtime; under light load every
+//! connection is on the first, so no second thread wakes per request and
+//! competes with co-located clients for the cores. The governor, run by the
+//! cron, activates the next runtime only while every active one is busy and
+//! the host has an idle core, moves half of the busiest runtime's recently
+//! active connections there, and gathers them back when the load would fit
+//! on one runtime fewer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+
+use crate::server::{ClientHandle, KIND_NORMAL, Server};
+
+/// `ClientHandle::move_to` when no move is asked for.
+pub const NO_MOVE: usize = usize::MAX;
+
+/// Every active runtime at least this busy (share of wall time spent running
+/// tasks) for `SPREAD_AFTER`, and the host this many cores idle: activate
+/// the next runtime. One worker at P=1 beside redis-benchmark is ~60% busy,
+/// at P=16 ~95%.
+const SPREAD_BUSY: f64 = 0.85;
+const SPREAD_IDLE_CORES: f64 = 0.25;
+const SPREAD_AFTER: Duration = Duration::from_millis(300);
+/// The active runtimes' load would fit on one fewer at this share each, for
+/// `GATHER_AFTER`: retire the last one. Far below `SPREAD_BUSY`, so a load
+/// near the threshold does not flap.
+const GATHER_BUSY: f64 = 0.6;
+const GATHER_AFTER: Duration = Duration::from_secs(2);
+/// Two active runtimes this far apart, the busier past `SPREAD_BUSY`, for
+/// `SKEW_AFTER`: move a quarter of its active connections to the idler one.
+const SKEW: f64 = 0.3;
+const SKEW_AFTER: Duration = Duration::from_millis(500);
+/// A connection that read within this long counts as active when choosing
+/// which to move.
+const ACTIVE_MS: u64 = 1000;
+
+pub struct Workers {
+    handles: OnceLock<Box<[Handle]>>,
+    /// Off (`adaptive-threads no`): every runtime serves from the start.
+    adaptive: bool,
+    /// Runtimes `0..active` take new connections.
+    active: AtomicUsize,
+    /// Connections on each runtime.
+    conns: Box<[AtomicUsize]>,
+    /// Each runtime's busy share over the governor's last period, permille (INFO).
+    busy: Box<[AtomicU32]>,
+    /// Connections moved between runtimes (INFO).
+    pub moves: AtomicU64,
+    gov: Mutex<Governor>,
+}
+
+struct Governor {
+    last: Option<Instant>,
+    swept: Instant,
+    busy_total: Vec<Duration>,
+    /// `/proc/stat`'s idle and total jiffies at the last tick.
+    cpu: Option<(u64, u64)>,
+    hot_since: Option<Instant>,
+    cold_since: Option<Instant>,
+    skew_since: Option<Instant>,
+}
+
+impl Default for Governor {
+    fn default() -> Self {
+        Governor {
+            last: None,
+            swept: Instant::now(),
+            busy_total: Vec::new(),
+            cpu: None,
+            hot_since: None,
+            cold_since: None,
+            skew_since: None,
+        }
+    }
+}
+
+impl Workers {
+    pub fn new(threads: usize, adaptive: bool) -> Workers {
+        let threads = threads.max(1);
+        Workers {
+            handles: OnceLock::new(),
+            adaptive,
+            active: AtomicUsize::new(if adaptive { 1 } else { threads }),
+            conns: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+            busy: (0..threads).map(|_| AtomicU32::new(0)).collect(),
+            moves: AtomicU64::new(0),
+            gov: Mutex::new(Governor::default()),
+        }
+    }
+
+    /// The runtimes' handles, one per `threads`; without them (tests that
+    /// build a `Server` on their own runtime) every connection stays where
+    /// it was accepted.
+    pub fn install(&self, handles: Vec<Handle>) {
+        assert_eq!(
+            handles.len(),
+            self.conns.len(),
+            "one handle per worker runtime"
+        );
+        let _ = self.handles.set(handles.into_boxed_slice());
+    }
+
+    pub fn threads(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn adaptive(&self) -> bool {
+        self.adaptive
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Relaxed).min(self.conns.len())
+    }
+
+    /// Each runtime's connection count and busy share (permille) over the last period.
+    pub fn snapshot(&self) -> Vec<(usize, u32)> {
+        self.conns
+            .iter()
+            .zip(self.busy.iter())
+            .map(|(c, b)| (c.load(Relaxed), b.load(Relaxed)))
+            .collect()
+    }
+
+    /// The active runtime with the fewest connections.
+    fn place(&self) -> usize {
+        (0..self.active())
+            .min_by_key(|&i| self.conns[i].load(Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Starts serving an accepted connection on the runtime it belongs to.
+    pub fn serve(srv: &Arc<Server>, sock: TcpStream) {
+        let w = &srv.workers;
+        let i = w.place();
+        w.conns[i].fetch_add(1, Relaxed);
+        match w.handles.get() {
+            Some(h) if i != 0 => match sock.into_std() {
+                // the socket leaves this runtime's epoll for the other's
+                Ok(std) => {
+                    h[i].spawn(resume(srv.clone(), std, i, None));
+                }
+                Err(e) => {
+                    w.conns[i].fetch_sub(1, Relaxed);
+                    tracing::warn!(error = %e, "could not hand a connection to its worker");
+                }
+            },
+            _ => {
+                tokio::spawn(crate::conn::serve(srv.clone(), sock, i));
+            }
+        }
+    }
+
+    /// Where a connection asked to move to `to` goes: `None` if there is
+    /// no such runtime (then it stays).
+    pub(crate) fn runtime(&self, to: usize) -> Option<&Handle> {
+        self.handles.get().and_then(|h| h.get(to))
+    }
+
+    /// A connection left runtime `from` for `to`.
+    pub(crate) fn moved(&self, from: usize, to: usize) {
+        self.conns[from].fetch_sub(1, Relaxed);
+        self.conns[to].fetch_add(1, Relaxed);
+        self.moves.fetch_add(1, Relaxed);
+    }
+
+    /// A connection that ends gives up its place.
+    pub(crate) fn closed(&self, rt: usize) {
+        self.conns[rt].fetch_sub(1, Relaxed);
+    }
+
+    /// One governor step; the cron calls it every period.
+    pub fn tick(&self, srv: &Server) {
+        let Some(handles) = self.handles.get() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut g = self.gov.lock();
+        let totals: Vec<Duration> = handles
+            .iter()
+            .map(|h| h.metrics().worker_total_busy_duration(0))
+            .collect();
+        let idle = host_idle_cores(&mut g.cpu);
+        let Some(last) = g.last.replace(now) else {
+            g.busy_total = totals;
+            return;
+        };
+        let dt = now.duration_since(last).as_secs_f64().max(1e-3);
+        let load: Vec<f64> = totals
+            .iter()
+            .zip(&g.busy_total)
+            .map(|(t, l)| (t.saturating_sub(*l).as_secs_f64() / dt).min(1.0))
+            .collect();
+        g.busy_total = totals;
+        for (b, l) in self.busy.iter().zip(&load) {
+            b.store((l * 1000.0) as u32, Relaxed);
+        }
+        let k = self.active();
+        match g.plan(&load, k, self.adaptive, idle, now) {
+            Some(Step::Spread { from }) => {
+                tracing::info!(active = k + 1, load = ?&load[..k], idle_cores = ?idle, "spreading clients over one more worker");
+                self.active.store(k + 1, Relaxed);
+                shift(srv, from, k, 2);
+            }
+            Some(Step::Gather) => {
+                tracing::info!(active = k - 1, load = ?&load[..k], "gathering clients on one worker fewer");
+                self.active.store(k - 1, Relaxed);
+                self.gather(srv, k - 1);
+            }
+            Some(Step::Balance { from, to }) => shift(srv, from, to, 4),
+            None => {
+                // a connection accepted while its runtime was being retired
+                if now.duration_since(g.swept) >= Duration::from_secs(1) {
+                    g.swept = now;
+                    for j in k..handles.len() {
+                        if self.conns[j].load(Relaxed) > 0 {
+                            self.gather(srv, j);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `DEBUG WORKERS n`: serve on `n` runtimes now, moving connections as
+    /// the governor would (the governor may change it again under load).
+    pub fn set_active(&self, srv: &Server, n: usize) {
+        let n = n.clamp(1, self.threads());
+        let _g = self.gov.lock();
+        let k = self.active();
+        self.active.store(n, Relaxed);
+        for to in k..n {
+            let from = (0..to)
+                .max_by_key(|&i| self.conns[i].load(Relaxed))
+                .unwrap_or(0);
+            shift(srv, from, to, 2);
+        }
+        for from in (n..k).rev() {
+            self.gather(srv, from);
+        }
+    }
+
+    /// Moves every connection on runtime `from` to the active ones.
+    fn gather(&self, srv: &Server, from: usize) {
+        let mut counts: Vec<usize> = (0..self.active())
+            .map(|i| self.conns[i].load(Relaxed))
+            .collect();
+        for c in movable(srv, from) {
+            let to = (0..counts.len()).min_by_key(|&i| counts[i]).unwrap_or(0);
+            counts[to] += 1;
+            c.ask_move(to);
+        }
+    }
+}
+
+/// What the governor does this period.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Activate the next runtime and move half of `from`'s active connections there.
+    Spread { from: usize },
+    /// Retire the last active runtime, moving its connections to the others.
+    Gather,
+    /// Move a quarter of `from`'s active connections to `to`.
+    Balance { from: usize, to: usize },
+}
+
+impl Governor {
+    /// Decides from each runtime's busy share over the last period (`load`,
+    /// one per runtime), `k` active, and the host's idle cores.
+    fn plan(
+        &mut self,
+        load: &[f64],
+        k: usize,
+        adaptive: bool,
+        idle: Option<f64>,
+        now: Instant,
+    ) -> Option<Step> {
+        if load.len() < 2 || k == 0 {
+            return None;
+        }
+        let act = &load[..k];
+        let busiest = (0..k).max_by(|&a, &b| act[a].total_cmp(&act[b]))?;
+        let idlest = (0..k).min_by(|&a, &b| act[a].total_cmp(&act[b]))?;
+        let hot = adaptive
+            && k < load.len()
+            && act.iter().all(|&b| b >= SPREAD_BUSY)
+            && idle.is_none_or(|i| i >= SPREAD_IDLE_CORES);
+        if held(&mut self.hot_since, hot, now, SPREAD_AFTER) {
+            self.cold_since = None;
+            self.skew_since = None;
+            return Some(Step::Spread { from: busiest });
+        }
+        let cold = adaptive && k > 1 && act.iter().sum::<f64>() < GATHER_BUSY * (k - 1) as f64;
+        if held(&mut self.cold_since, cold, now, GATHER_AFTER) {
+            self.hot_since = None;
+            self.skew_since = None;
+            return Some(Step::Gather);
+        }
+        let skewed = k > 1 && act[busiest] >= SPREAD_BUSY && act[busiest] - act[idlest] >= SKEW;
+        if held(&mut self.skew_since, skewed, now, SKEW_AFTER) {
+            return Some(Step::Balance {
+                from: busiest,
+                to: idlest,
+            });
+        }
+        None
+    }
+}
+
+/// Whether `cond` has held for `after`, tracked in `since`; resets once it fires.
+fn held(since: &mut Option<Instant>, cond: bool, now: Instant, after: Duration) -> bool {
+    if !cond {
+        *since = None;
+        return false;
+    }
+    let s = *since.get_or_insert(now);
+    if now.duration_since(s) >= after {
+        *since = None;
+        return true;
+    }
+    false
+}
+
+/// Ordinary clients on runtime `rt` (replica and master links stay where they are).
+fn movable(srv: &Server, rt: usize) -> Vec<Arc<ClientHandle>> {
+    srv.clients
+        .lock()
+        .values()
+        .filter(|c| {
+            c.rt.load(Relaxed) == rt
+                && c.kind.load(Relaxed) == KIND_NORMAL
+                && c.move_to.load(Relaxed) == NO_MOVE
+                && !c.killed.load(Relaxed)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Moves about one in `every` of the recently active connections on `from`
+/// to `to` (of all of them if none was active; at least one of two or
+/// more), so the load splits about evenly.
+fn shift(srv: &Server, from: usize, to: usize, every: usize) {
+    let all = movable(srv, from);
+    let since = crate::util::now_ms().saturating_sub(ACTIVE_MS);
+    let active: Vec<_> = all
+        .iter()
+        .filter(|c| c.last_ms.load(Relaxed) >= since)
+        .collect();
+    let pick = if active.is_empty() {
+        all.iter().collect()
+    } else {
+        active
+    };
+    let n = (pick.len() / every).max(usize::from(pick.len() >= 2));
+    if n == 0 {
+        return;
+    }
+    for c in pick.iter().step_by(pick.len() / n).take(n) {
+        c.ask_move(to);
+    }
+}
+
+/// Cores idle since the last call, from `/proc/stat` (`None` the first time
+/// or where it cannot be read: the governor then does not ask).
+fn host_idle_cores(last: &mut Option<(u64, u64)>) -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    let total: u64 = v.iter().take(8).sum();
+    let cores = text
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("cpu"))
+        .count()
+        .max(1);
+    let prev = last.replace((idle, total))?;
+    let dt = total.saturating_sub(prev.1);
+    if dt == 0 {
+        return None;
+    }
+    Some(idle.saturating_sub(prev.0) as f64 / dt as f64 * cores as f64)
+}
+
+/// Carries a connection on in the runtime it was handed to: registers the
+/// socket with this runtime's epoll, then serves it (a new one, or the
+/// session it had). Boxed: a connection's future would otherwise contain itself.
+pub(crate) fn resume(
+    srv: Arc<Server>,
+    std: std::net::TcpStream,
+    rt: usize,
+    session: Option<Box<crate::conn::Session>>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        match TcpStream::from_std(std) {
+            Ok(sock) => match session {
+                Some(s) => crate::conn::drive(srv, sock, rt, s).await,
+                None => crate::conn::serve(srv, sock, rt).await,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not register a connection with its worker");
+                match session {
+                    Some(s) => crate::conn::end(&srv, rt, s),
+                    None => srv.workers.closed(rt),
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `plan` every 100 ms with the same loads for `ms`; the steps it took.
+    fn run(g: &mut Governor, load: &[f64], k: usize, idle: Option<f64>, ms: u64) -> Vec<Step> {
+        let t0 = Instant::now();
+        (0..=ms / 100)
+            .filter_map(|i| g.plan(load, k, true, idle, t0 + Duration::from_millis(i * 100)))
+            .collect()
+    }
+
+    #[test]
+    fn one_worker_stays_until_busy_with_a_core_idle() {
+        let mut g = Governor::default();
+        // P=1 beside redis-benchmark: ~60% busy, most of a core idle
+        assert_eq!(run(&mut g, &[0.62, 0.0], 1, Some(0.7), 5000), vec![]);
+        // saturated, but the host has no idle core (the client uses it)
+        assert_eq!(run(&mut g, &[0.99, 0.0], 1, Some(0.1), 5000), vec![]);
+        // saturated for less than SPREAD_AFTER
+        assert_eq!(run(&mut g, &[0.99, 0.0], 1, Some(0.6), 200), vec![]);
+        let mut g = Governor::default();
+        assert_eq!(
+            run(&mut g, &[0.99, 0.0], 1, Some(0.6), 300),
+            vec![Step::Spread { from: 0 }]
+        );
+        // all workers active: nothing to spread to
+        assert_eq!(run(&mut g, &[0.99, 0.99], 2, Some(0.6), 2000), vec![]);
+    }
+
+    #[test]
+    fn gathers_only_when_the_load_fits_on_fewer_for_a_while() {
+        let mut g = Governor::default();
+        // two at 45% each would be 90% on one: stay spread
+        assert_eq!(run(&mut g, &[0.45, 0.45], 2, Some(1.0), 5000), vec![]);
+        assert_eq!(run(&mut g, &[0.25, 0.25], 2, Some(1.0), 1900), vec![]);
+        let mut g = Governor::default();
+        assert_eq!(
+            run(&mut g, &[0.25, 0.25], 2, Some(1.0), 2000),
+            vec![Step::Gather]
+        );
+        // a spread load that halves per worker does not gather again (no flapping)
+        let mut g = Governor::default();
+        assert_eq!(run(&mut g, &[0.7, 0.7], 2, Some(0.2), 5000), vec![]);
+    }
+
+    #[test]
+    fn balances_a_skewed_pair() {
+        let mut g = Governor::default();
+        assert_eq!(
+            run(&mut g, &[0.95, 0.3], 2, Some(0.5), 500),
+            vec![Step::Balance { from: 0, to: 1 }]
+        );
+        let mut g = Governor::default();
+        assert_eq!(run(&mut g, &[0.95, 0.8], 2, Some(0.5), 5000), vec![]);
+    }
+
+    #[test]
+    fn fixed_workers_never_spread_or_gather() {
+        let mut g = Governor::default();
+        let t0 = Instant::now();
+        for i in 0..50 {
+            let now = t0 + Duration::from_millis(i * 100);
+            assert_eq!(g.plan(&[0.99, 0.0], 1, false, Some(1.0), now), None);
+            assert_eq!(g.plan(&[0.1, 0.1], 2, false, Some(1.0), now), None);
+        }
+    }
+}
