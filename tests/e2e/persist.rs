@@ -337,7 +337,8 @@ fn rdb_files_cross_between_kvfleet_and_redis_and_survive_a_restart() {
 #[test]
 fn bgsave_under_concurrent_writers_saves_one_instant() {
     const N: u64 = 20_000;
-    let kv = kvfleet_server(&[]);
+    // writers on both workers at once
+    let kv = kvfleet_server(&["--threads", "2", "--adaptive-threads", "no"]);
     let mut c = kv.client();
     let init: Vec<Vec<Vec<u8>>> = (0..N)
         .map(|i| {

@@ -25,7 +25,8 @@ fn err_text(f: &Frame) -> String {
 
 #[test]
 fn scripts_are_atomic_with_declared_and_undeclared_keys() {
-    let kv = kvfleet_server(&[]);
+    // clients on both workers at once
+    let kv = kvfleet_server(&["--threads", "2", "--adaptive-threads", "no"]);
     let port = kv.port;
     let threads: Vec<_> = (0..4)
         .map(|t| {

@@ -414,7 +414,8 @@ fn crc32(data: &[u8]) -> u32 {
 
 #[test]
 fn concurrent_clients_on_both_cores_never_lose_updates() {
-    let srv = kvfleet_server(&["--threads", "2"]);
+    // both workers from the start (the governor would keep a light load on one)
+    let srv = kvfleet_server(&["--threads", "2", "--adaptive-threads", "no"]);
     let port = srv.port;
     let workers: Vec<_> = (0..8)
         .map(|_| {
@@ -460,7 +461,7 @@ fn concurrent_clients_on_both_cores_never_lose_updates() {
 
 #[test]
 fn scan_returns_every_key_present_throughout_despite_concurrent_deletes() {
-    let srv = kvfleet_server(&[]);
+    let srv = kvfleet_server(&["--threads", "2", "--adaptive-threads", "no"]);
     let mut c = srv.client();
     let cmds: Vec<Vec<Vec<u8>>> = (0..10_000)
         .map(|i| {
