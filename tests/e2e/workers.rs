@@ -217,7 +217,7 @@ fn the_governor_retires_an_idle_worker() {
         Frame::Simple("OK".into())
     );
     assert_eq!(c.info_field("server", "kvfleet_threads_active"), "2");
-    // idle for the governor's 2 s: back to one worker, every client with it
+    // idle for the governor's 1 s: back to one worker, every client with it
     assert!(
         eventually(Duration::from_secs(10), || c
             .info_field("server", "kvfleet_threads_active")
