@@ -28,6 +28,8 @@ mkdir -p "$prof"
 echo "== PGO 1/3: instrumented build" >&2
 CARGO_TARGET_DIR=$root/pgo-gen RUSTFLAGS="-Cprofile-generate=$root/pgo-gen/profraw" \
   cargo build --release --quiet -p kvfleet-server -p kvfleet-proxy >&2
+# what the instrumented build scripts and proc-macros wrote while compiling: unused
+rm -rf "$root/pgo-gen/profraw"
 echo "== PGO 2/3: training (scripts/pgo-train.sh)" >&2
 LLVM_PROFILE_FILE="$prof/kv-%m-%p.profraw" bash scripts/pgo-train.sh \
   "$root/pgo-gen/release/kvfleet-server" "$root/pgo-gen/release/kvfleet-proxy" >&2
