@@ -303,12 +303,8 @@ fn chained_replicas_share_the_masters_history_and_survive_a_promotion_without_fu
         .collect();
     m.call(&["PUBLISH", "news", "hello"]);
     for s in &mut subs {
-        let msg = s.read_reply().expect("a message");
         assert_eq!(
-            kvfleet_resp::parse_frame(&bytes::Bytes::from(msg))
-                .unwrap()
-                .unwrap()
-                .0,
+            s.read_frame().expect("a message"),
             Frame::Array(vec![
                 kvfleet_harness::bulk("message"),
                 kvfleet_harness::bulk("news"),

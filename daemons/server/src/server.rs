@@ -202,7 +202,6 @@ pub struct Server {
     pub port: AtomicU64,
     pub config_file: Option<String>,
     pub bind: String,
-    pub threads: usize,
     /// The worker runtimes and which connection lives on which.
     pub workers: crate::workers::Workers,
     pub lastsave: AtomicU64,
@@ -280,7 +279,6 @@ impl Server {
             port: AtomicU64::new(cfg.port as u64),
             config_file,
             bind: cfg.bind.clone(),
-            threads: cfg.threads,
             workers: crate::workers::Workers::new(cfg.threads, cfg.adaptive_threads),
             lastsave: AtomicU64::new(crate::util::now_ms() / 1000),
             persist,

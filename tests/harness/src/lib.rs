@@ -371,11 +371,19 @@ impl RawClient {
     /// `cmd` with string arguments, returning the decoded frame.
     pub fn call(&mut self, args: &[&str]) -> Frame {
         let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
-        let raw = Bytes::from(self.cmd(&a));
-        kvfleet_resp::parse_frame(&raw)
-            .expect("frame")
-            .expect("complete")
-            .0
+        self.send(&encode_cmd(&a));
+        self.read_frame().expect("connection closed")
+    }
+
+    /// The next reply (or push) decoded; `None` on EOF.
+    pub fn read_frame(&mut self) -> Option<Frame> {
+        let raw = Bytes::from(self.read_reply()?);
+        Some(
+            kvfleet_resp::parse_frame(&raw)
+                .expect("frame")
+                .expect("complete")
+                .0,
+        )
     }
 
     /// One field of `INFO <section>`; panics when the server has no such field.

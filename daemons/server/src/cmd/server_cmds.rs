@@ -187,7 +187,7 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
                 .unwrap_or_else(|_| rt.dir.clone()),
         ),
         ("dbfilename", rt.dbfilename.clone()),
-        ("io-threads", srv.threads.to_string()),
+        ("io-threads", srv.workers.threads().to_string()),
         ("tcp-keepalive", "300".into()),
         ("lfu-log-factor", rt.lfu_log_factor.to_string()),
         (
@@ -588,7 +588,7 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
                 .unwrap_or_default(),
             srv.config_file.clone().unwrap_or_default(),
             env!("CARGO_PKG_VERSION"),
-            srv.threads,
+            srv.workers.threads(),
         );
         // which worker runtimes serve clients, their connections and how
         // busy each was over the governor's last period (decision 0013)
