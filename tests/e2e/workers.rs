@@ -224,3 +224,53 @@ fn the_governor_retires_an_idle_worker() {
         &mut c, 2
     ) == vec![2, 0]));
 }
+
+#[test]
+fn a_worker_left_without_clients_retires_at_once() {
+    let srv = kvfleet_server(&["--threads", "2"]);
+    let mut all: Vec<(i64, RawClient)> = (0..4)
+        .map(|_| {
+            let mut o = srv.client();
+            (id(&mut o), o)
+        })
+        .collect();
+    let t0 = std::time::Instant::now();
+    assert_eq!(
+        all[0].1.call(&["DEBUG", "WORKERS", "2"]),
+        Frame::Simple("OK".into())
+    );
+    let c = &mut all[0].1;
+    assert!(eventually(Duration::from_secs(5), || connections(c, 2) == vec![2, 2]));
+    // every client on the second worker goes
+    let ids: Vec<i64> = all.iter().map(|(i, _)| *i).collect();
+    let on: Vec<usize> = ids.iter().map(|i| worker_of(&mut all[0].1, *i)).collect();
+    let (mut stay, go): (Vec<_>, Vec<_>) = all.into_iter().zip(on).partition(|(_, w)| *w == 0);
+    assert_eq!((stay.len(), go.len()), (2, 2));
+    drop(go);
+    let c = &mut stay[0].0.1;
+    assert!(
+        eventually(Duration::from_secs(5), || c
+            .info_field("server", "kvfleet_threads_active")
+            == "1"),
+        "an empty worker stayed active"
+    );
+    // sooner than the governor's gather (1 s of low load after the spread)
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "retired only after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(connections(c, 2), vec![2, 0]);
+}
+
+#[test]
+fn busy_polling_is_reported_and_can_be_turned_off() {
+    let srv = kvfleet_server(&["--threads", "2"]);
+    let mut c = srv.client();
+    assert_eq!(c.info_field("server", "kvfleet_busy_poll_us"), "20");
+    let t0 = c.info_field("server", "kvfleet_thread0");
+    assert!(t0.contains(",polling=0,poll_hits="), "{t0}");
+    let off = kvfleet_server(&["--threads", "2", "--busy-poll-us", "0"]);
+    let mut c = off.client();
+    assert_eq!(c.info_field("server", "kvfleet_busy_poll_us"), "0");
+}

@@ -64,6 +64,10 @@ pub struct Config {
     /// busy and a core is idle (decision 0013); `false` spreads clients over
     /// all `threads` from the start. Default true.
     pub adaptive_threads: bool,
+    /// While a worker is at least half busy and a core is idle, poll this
+    /// many microseconds for the next request before sleeping (decision
+    /// 0014); 0 never polls. Default 20.
+    pub busy_poll_us: u64,
     /// Slots this server owns, as ranges like `"0-511"`; empty means all. Default all.
     pub slots: Vec<String>,
     /// Address returned in `-MOVED` errors for slots owned elsewhere. Default empty.
@@ -129,6 +133,7 @@ impl Default for Config {
             pubsub_soft_seconds: DEFAULT_PUBSUB_SOFT_SECONDS,
             threads: 0,
             adaptive_threads: true,
+            busy_poll_us: 20,
             slots: Vec::new(),
             moved_addr: String::new(),
             dir: ".".into(),

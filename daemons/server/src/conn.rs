@@ -90,6 +90,9 @@ pub(crate) async fn drive(srv: Arc<Server>, mut stream: TcpStream, rt: usize, mu
     let handle = s.conn.handle.clone();
     let span = tracing::debug_span!("conn", id = handle.id, peer = %handle.addr);
     let _e = span.enter();
+    if let Some(p) = srv.workers.polls() {
+        p.add(rt, &stream);
+    }
     loop {
         match conn_loop(&srv, &mut stream, &mut s).await {
             Ok(Exit::Move(to)) => {
@@ -97,6 +100,9 @@ pub(crate) async fn drive(srv: Arc<Server>, mut stream: TcpStream, rt: usize, mu
                 let Some(h) = srv.workers.runtime(to).filter(|_| to != rt) else {
                     continue;
                 };
+                if let Some(p) = srv.workers.polls() {
+                    p.remove(rt, &stream);
+                }
                 match stream.into_std() {
                     Ok(std) => {
                         srv.workers.moved(rt, to);

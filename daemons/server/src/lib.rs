@@ -8,6 +8,7 @@
 //! [`script`] (Lua: EVAL and function libraries).
 
 pub mod alloc;
+pub mod busypoll;
 pub mod cmd;
 pub mod config;
 pub mod conn;

@@ -1,9 +1,12 @@
 //! `kvfleet-server` binary: flags → config → runtime → listener.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use kvfleet_server::busypoll::Pollers;
 use kvfleet_server::config::Config;
 use kvfleet_server::persist;
 use kvfleet_server::server::Server;
@@ -37,6 +40,9 @@ struct Args {
     /// yes: start on one worker and add more under load; no: use all from the start.
     #[arg(long)]
     adaptive_threads: Option<String>,
+    /// Microseconds a busy worker polls for the next request before sleeping (0 = never).
+    #[arg(long)]
+    busy_poll_us: Option<u64>,
     /// Directory of the RDB file.
     #[arg(long)]
     dir: Option<String>,
@@ -89,6 +95,9 @@ fn load(args: &Args) -> anyhow::Result<Config> {
             "no" => false,
             _ => anyhow::bail!("--adaptive-threads takes yes or no"),
         };
+    }
+    if let Some(u) = args.busy_poll_us {
+        cfg.busy_poll_us = u;
     }
     if let Some(d) = &args.dir {
         cfg.dir = d.clone();
@@ -149,11 +158,17 @@ fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
     cfg.threads = threads;
     // one single-worker runtime (own epoll, own timers) per thread; the
     // listener and the cron live on the first (decision 0013)
+    let polls = Arc::new(Pollers::new(
+        threads,
+        Duration::from_micros(cfg.busy_poll_us.min(1000)),
+    ));
     let runtimes = (0..threads)
         .map(|i| {
+            let p = polls.clone();
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name(format!("kvfleet-w{i}"))
+                .on_thread_park(move || p.before_park(i))
                 .enable_all()
                 .build()
         })
@@ -165,7 +180,7 @@ fn run(mut cfg: Config, file: Option<String>) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}:{}", cfg.bind, cfg.port))?;
         let local = listener.local_addr()?;
         let srv = Server::new(&cfg, file);
-        srv.workers.install(handles);
+        srv.workers.install(handles, polls);
         srv.port
             .store(local.port() as u64, std::sync::atomic::Ordering::Relaxed);
         let t = std::time::Instant::now();

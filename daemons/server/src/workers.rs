@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
+use crate::busypoll::Pollers;
 use crate::server::{ClientHandle, KIND_NORMAL, Server};
 
 /// `ClientHandle::move_to` when no move is asked for.
@@ -29,14 +30,15 @@ pub const NO_MOVE: usize = usize::MAX;
 
 /// Every active runtime at least this busy (share of wall time spent running
 /// tasks) for `SPREAD_AFTER`, and the host this many cores idle: activate
-/// the next runtime. One worker at P=1 beside redis-benchmark is ~60% busy,
-/// at P=16 ~95%.
-const SPREAD_BUSY: f64 = 0.85;
+/// the next runtime. One worker at P=1 beside redis-benchmark is 60–85%
+/// busy (EVALSHA to GEOADD; the client's core is the limit there, and a
+/// second worker only adds wake-ups), at P=16 ~99%.
+const SPREAD_BUSY: f64 = 0.9;
 const SPREAD_IDLE_CORES: f64 = 0.25;
 const SPREAD_AFTER: Duration = Duration::from_millis(300);
 /// The active runtimes' load would fit on one fewer at this share each, for
 /// `GATHER_AFTER`: retire the last one. Below `SPREAD_BUSY`, so a load that
-/// just spread (≥ 85% of one worker, now on two) does not gather again; not
+/// just spread (≥ 90% of one worker, now on two) does not gather again; not
 /// far below it, so a moderate load that found two workers active (say, a
 /// P=1 run that starts just after a pipelined one) goes back to one: one
 /// worker at P=1 beside redis-benchmark is ~60% busy, two share ~65%.
@@ -49,9 +51,18 @@ const SKEW_AFTER: Duration = Duration::from_millis(500);
 /// A connection that read within this long counts as active when choosing
 /// which to move.
 const ACTIVE_MS: u64 = 1000;
+/// A runtime at least this busy, on a host with this many cores idle
+/// (counting its own polling as idle), polls before sleeping
+/// (`crate::busypoll`): such a worker runs out of work after most request
+/// rounds, and each time it sleeps the client's next write pays for waking
+/// it. Beside redis-benchmark at P=1 the host has only 0.15–0.2 core idle,
+/// and polling still lowers the client's CPU per request.
+const POLL_BUSY: f64 = 0.5;
+const POLL_IDLE_CORES: f64 = 0.1;
 
 pub struct Workers {
     handles: OnceLock<Box<[Handle]>>,
+    polls: OnceLock<Arc<Pollers>>,
     /// Off (`adaptive-threads no`): every runtime serves from the start.
     adaptive: bool,
     /// Runtimes `0..active` take new connections.
@@ -71,6 +82,8 @@ struct Governor {
     busy_total: Vec<Duration>,
     /// `/proc/stat`'s idle and total jiffies at the last tick.
     cpu: Option<(u64, u64)>,
+    /// The runtimes' time spent busy polling, at the last tick.
+    spun: Duration,
     hot_since: Option<Instant>,
     cold_since: Option<Instant>,
     skew_since: Option<Instant>,
@@ -83,6 +96,7 @@ impl Default for Governor {
             swept: Instant::now(),
             busy_total: Vec::new(),
             cpu: None,
+            spun: Duration::ZERO,
             hot_since: None,
             cold_since: None,
             skew_since: None,
@@ -95,6 +109,7 @@ impl Workers {
         let threads = threads.max(1);
         Workers {
             handles: OnceLock::new(),
+            polls: OnceLock::new(),
             adaptive,
             active: AtomicUsize::new(if adaptive { 1 } else { threads }),
             conns: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
@@ -104,16 +119,22 @@ impl Workers {
         }
     }
 
-    /// The runtimes' handles, one per `threads`; without them (tests that
-    /// build a `Server` on their own runtime) every connection stays where
-    /// it was accepted.
-    pub fn install(&self, handles: Vec<Handle>) {
+    /// The runtimes' handles, one per `threads`, and their pollers; without
+    /// them (tests that build a `Server` on their own runtime) every
+    /// connection stays where it was accepted and nothing polls.
+    pub fn install(&self, handles: Vec<Handle>, polls: Arc<Pollers>) {
         assert_eq!(
             handles.len(),
             self.conns.len(),
             "one handle per worker runtime"
         );
         let _ = self.handles.set(handles.into_boxed_slice());
+        let _ = self.polls.set(polls);
+    }
+
+    /// The runtimes' busy pollers, if installed.
+    pub fn polls(&self) -> Option<&Pollers> {
+        self.polls.get().map(|p| &**p)
     }
 
     pub fn threads(&self) -> usize {
@@ -174,14 +195,28 @@ impl Workers {
 
     /// A connection left runtime `from` for `to`.
     pub(crate) fn moved(&self, from: usize, to: usize) {
-        self.conns[from].fetch_sub(1, Relaxed);
         self.conns[to].fetch_add(1, Relaxed);
         self.moves.fetch_add(1, Relaxed);
+        self.closed(from);
     }
 
-    /// A connection that ends gives up its place.
+    /// A connection that ends (or leaves) gives up its place. The last
+    /// active runtime left without clients retires at once: there is
+    /// nothing to move, and a load that ends as another starts (a client
+    /// pool reconnecting, one benchmark after another) would otherwise
+    /// start spread over workers it may not need, until the gather rule
+    /// sees it, which it may not if spreading itself costs enough.
     pub(crate) fn closed(&self, rt: usize) {
-        self.conns[rt].fetch_sub(1, Relaxed);
+        if self.conns[rt].fetch_sub(1, Relaxed) != 1 || !self.adaptive {
+            return;
+        }
+        let mut k = self.active.load(Relaxed);
+        while k > 1 && self.conns[k - 1].load(Relaxed) == 0 {
+            match self.active.compare_exchange(k, k - 1, Relaxed, Relaxed) {
+                Ok(_) => k -= 1,
+                Err(now) => k = now,
+            }
+        }
     }
 
     /// One governor step; the cron calls it every period.
@@ -196,11 +231,23 @@ impl Workers {
             .map(|h| h.metrics().worker_total_busy_duration(0))
             .collect();
         let idle = host_idle_cores(&mut g.cpu);
+        let spun: Duration = self
+            .polls()
+            .map(|p| {
+                (0..handles.len())
+                    .filter_map(|i| p.get(i))
+                    .map(|p| p.spun())
+                    .sum()
+            })
+            .unwrap_or_default();
+        let spun_dt = spun.saturating_sub(std::mem::replace(&mut g.spun, spun));
         let Some(last) = g.last.replace(now) else {
             g.busy_total = totals;
             return;
         };
         let dt = now.duration_since(last).as_secs_f64().max(1e-3);
+        // the cores our own polling took would be idle without it
+        let idle = idle.map(|i| i + spun_dt.as_secs_f64() / dt);
         let load: Vec<f64> = totals
             .iter()
             .zip(&g.busy_total)
@@ -211,6 +258,13 @@ impl Workers {
             b.store((l * 1000.0) as u32, Relaxed);
         }
         let k = self.active();
+        if let Some(p) = self.polls() {
+            for (i, l) in load.iter().enumerate() {
+                if let Some(p) = p.get(i) {
+                    p.set(i < k && *l >= POLL_BUSY && idle.is_some_and(|i| i >= POLL_IDLE_CORES));
+                }
+            }
+        }
         match g.plan(&load, k, self.adaptive, idle, now) {
             Some(Step::Spread { from }) => {
                 tracing::info!(active = k + 1, load = ?&load[..k], idle_cores = ?idle, "spreading clients over one more worker");
@@ -442,8 +496,9 @@ mod tests {
     #[test]
     fn one_worker_stays_until_busy_with_a_core_idle() {
         let mut g = Governor::default();
-        // P=1 beside redis-benchmark: ~60% busy, most of a core idle
+        // P=1 beside redis-benchmark: 60-85% busy, some of a core idle
         assert_eq!(run(&mut g, &[0.62, 0.0], 1, Some(0.7), 5000), vec![]);
+        assert_eq!(run(&mut g, &[0.86, 0.0], 1, Some(0.5), 5000), vec![]);
         // saturated, but the host has no idle core (the client uses it)
         assert_eq!(run(&mut g, &[0.99, 0.0], 1, Some(0.1), 5000), vec![]);
         // saturated for less than SPREAD_AFTER
@@ -485,6 +540,36 @@ mod tests {
         );
         let mut g = Governor::default();
         assert_eq!(run(&mut g, &[0.95, 0.8], 2, Some(0.5), 5000), vec![]);
+    }
+
+    #[test]
+    fn the_last_worker_retires_when_its_last_client_goes() {
+        let w = Workers::new(3, true);
+        w.active.store(3, Relaxed);
+        for (i, n) in [(0, 2), (1, 1), (2, 1)] {
+            w.conns[i].store(n, Relaxed);
+        }
+        // the middle one empties: the last still has a client
+        w.closed(1);
+        assert_eq!(w.active(), 3);
+        // the last empties: it and the empty one below it retire
+        w.closed(2);
+        assert_eq!(w.active(), 1);
+        // the first never retires
+        w.closed(0);
+        w.closed(0);
+        assert_eq!(w.active(), 1);
+        // nor does anything when the workers are fixed
+        let w = Workers::new(2, false);
+        w.conns[1].store(1, Relaxed);
+        w.closed(1);
+        assert_eq!(w.active(), 2);
+        // a move that empties the last one retires it too
+        let w = Workers::new(2, true);
+        w.active.store(2, Relaxed);
+        w.conns[1].store(1, Relaxed);
+        w.moved(1, 0);
+        assert_eq!((w.active(), w.conns[0].load(Relaxed)), (1, 1));
     }
 
     #[test]

@@ -600,12 +600,30 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
             if w.adaptive() { "yes" } else { "no" },
             w.moves.load(Relaxed),
         );
+        let polls = w.polls();
+        let _ = write!(
+            o,
+            "kvfleet_busy_poll_us:{}\r\n",
+            polls.map_or(0, |p| p.budget().as_micros())
+        );
         for (i, (conns, busy)) in w.snapshot().into_iter().enumerate() {
             let _ = write!(
                 o,
-                "kvfleet_thread{i}:connections={conns},busy={:.2}\r\n",
+                "kvfleet_thread{i}:connections={conns},busy={:.2}",
                 f64::from(busy) / 1000.0
             );
+            // whether it polls before sleeping, and how those polls ended (decision 0014)
+            if let Some(p) = polls.and_then(|p| p.get(i)) {
+                let _ = write!(
+                    o,
+                    ",polling={},poll_hits={},poll_misses={},poll_sec={:.3}",
+                    u8::from(p.is_on()),
+                    p.hits.load(Relaxed),
+                    p.misses.load(Relaxed),
+                    p.spun().as_secs_f64()
+                );
+            }
+            o.push_str("\r\n");
         }
     }
     if want("clients") {
