@@ -268,6 +268,7 @@ fn busy_polling_is_reported_and_can_be_turned_off() {
     let srv = kvfleet_server(&["--threads", "2"]);
     let mut c = srv.client();
     assert_eq!(c.info_field("server", "kvfleet_busy_poll_us"), "20");
+    assert_eq!(c.info_field("server", "kvfleet_spreads_undone"), "0");
     let t0 = c.info_field("server", "kvfleet_thread0");
     assert!(t0.contains(",polling=0,poll_hits="), "{t0}");
     let off = kvfleet_server(&["--threads", "2", "--busy-poll-us", "0"]);

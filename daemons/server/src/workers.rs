@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -48,6 +48,19 @@ const GATHER_AFTER: Duration = Duration::from_secs(1);
 /// `SKEW_AFTER`: move a quarter of its active connections to the idler one.
 const SKEW: f64 = 0.3;
 const SKEW_AFTER: Duration = Duration::from_millis(500);
+/// A spread must pay: the commands served per second, averaged over
+/// `TRIAL_FOR` after `TRIAL_SETTLE`, at least `SPREAD_GAIN` times what they
+/// were while the workers were hot; otherwise the spread is undone and the
+/// governor holds off spreading for `HOLD_MIN`, doubling up to `HOLD_MAX`
+/// while spreads keep failing. Busy time cannot tell a worker that waits
+/// for another (every client on one hot key contends for its slot's lock:
+/// ZADD on one key at P=16 runs 0.85x as fast on two workers as on one)
+/// from one that does work.
+const SPREAD_GAIN: f64 = 1.05;
+const TRIAL_SETTLE: Duration = Duration::from_millis(200);
+const TRIAL_FOR: Duration = Duration::from_millis(800);
+const HOLD_MIN: Duration = Duration::from_secs(10);
+const HOLD_MAX: Duration = Duration::from_secs(300);
 /// A connection that read within this long counts as active when choosing
 /// which to move.
 const ACTIVE_MS: u64 = 1000;
@@ -73,6 +86,10 @@ pub struct Workers {
     busy: Box<[AtomicU32]>,
     /// Connections moved between runtimes (INFO).
     pub moves: AtomicU64,
+    /// Spreads undone because they did not pay (INFO).
+    pub undone: AtomicU64,
+    /// Every client left since the governor's last tick.
+    no_clients: AtomicBool,
     gov: Mutex<Governor>,
 }
 
@@ -87,6 +104,28 @@ struct Governor {
     hot_since: Option<Instant>,
     cold_since: Option<Instant>,
     skew_since: Option<Instant>,
+    /// `srv.stats.commands` at the last tick.
+    commands: u64,
+    /// Commands per second while hot: sum and periods.
+    hot_rate: (f64, u32),
+    /// The last spread, until it has shown whether it paid.
+    trial: Option<Trial>,
+    /// No spreading before this (a spread that did not pay).
+    hold_until: Option<Instant>,
+    /// The next hold's length.
+    hold: Duration,
+}
+
+/// A spread being judged (`SPREAD_GAIN`).
+#[derive(Debug)]
+struct Trial {
+    at: Instant,
+    /// Active runtimes after it.
+    k: usize,
+    /// Commands per second before it.
+    before: f64,
+    /// Commands per second since it settled: sum and periods.
+    after: (f64, u32),
 }
 
 impl Default for Governor {
@@ -100,6 +139,11 @@ impl Default for Governor {
             hot_since: None,
             cold_since: None,
             skew_since: None,
+            commands: 0,
+            hot_rate: (0.0, 0),
+            trial: None,
+            hold_until: None,
+            hold: HOLD_MIN,
         }
     }
 }
@@ -115,6 +159,8 @@ impl Workers {
             conns: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
             busy: (0..threads).map(|_| AtomicU32::new(0)).collect(),
             moves: AtomicU64::new(0),
+            undone: AtomicU64::new(0),
+            no_clients: AtomicBool::new(false),
             gov: Mutex::new(Governor::default()),
         }
     }
@@ -210,6 +256,9 @@ impl Workers {
         if self.conns[rt].fetch_sub(1, Relaxed) != 1 || !self.adaptive {
             return;
         }
+        if self.conns.iter().all(|c| c.load(Relaxed) == 0) {
+            self.no_clients.store(true, Relaxed);
+        }
         let mut k = self.active.load(Relaxed);
         while k > 1 && self.conns[k - 1].load(Relaxed) == 0 {
             match self.active.compare_exchange(k, k - 1, Relaxed, Relaxed) {
@@ -241,11 +290,20 @@ impl Workers {
             })
             .unwrap_or_default();
         let spun_dt = spun.saturating_sub(std::mem::replace(&mut g.spun, spun));
+        let commands = srv.stats.commands.load(Relaxed);
+        let done = commands.saturating_sub(std::mem::replace(&mut g.commands, commands));
         let Some(last) = g.last.replace(now) else {
             g.busy_total = totals;
             return;
         };
         let dt = now.duration_since(last).as_secs_f64().max(1e-3);
+        let rate = done as f64 / dt;
+        if self.no_clients.swap(false, Relaxed) {
+            // every client left since the last tick: whatever comes next is
+            // a new load, and its spread a new trial
+            g.hold_until = None;
+            g.hold = HOLD_MIN;
+        }
         // the cores our own polling took would be idle without it
         let idle = idle.map(|i| i + spun_dt.as_secs_f64() / dt);
         let load: Vec<f64> = totals
@@ -265,7 +323,7 @@ impl Workers {
                 }
             }
         }
-        match g.plan(&load, k, self.adaptive, idle, now) {
+        match g.plan(&load, k, self.adaptive, idle, rate, now) {
             Some(Step::Spread { from }) => {
                 tracing::info!(active = k + 1, load = ?&load[..k], idle_cores = ?idle, "spreading clients over one more worker");
                 self.active.store(k + 1, Relaxed);
@@ -273,6 +331,19 @@ impl Workers {
             }
             Some(Step::Gather) => {
                 tracing::info!(active = k - 1, load = ?&load[..k], "gathering clients on one worker fewer");
+                self.active.store(k - 1, Relaxed);
+                self.gather(srv, k - 1);
+            }
+            Some(Step::Undo { before, after }) => {
+                let hold = g.hold_until.map(|t| t.duration_since(now));
+                tracing::info!(
+                    active = k - 1,
+                    before,
+                    after,
+                    ?hold,
+                    "a spread did not raise the commands served per second: undone"
+                );
+                self.undone.fetch_add(1, Relaxed);
                 self.active.store(k - 1, Relaxed);
                 self.gather(srv, k - 1);
             }
@@ -329,6 +400,9 @@ enum Step {
     Spread { from: usize },
     /// Retire the last active runtime, moving its connections to the others.
     Gather,
+    /// Gather, because the last spread did not raise the commands served
+    /// per second (`before` and `after` it).
+    Undo { before: f64, after: f64 },
     /// Move a quarter of `from`'s active connections to `to`.
     Balance { from: usize, to: usize },
 }
@@ -342,10 +416,37 @@ impl Governor {
         k: usize,
         adaptive: bool,
         idle: Option<f64>,
+        rate: f64,
         now: Instant,
     ) -> Option<Step> {
         if load.len() < 2 || k == 0 {
             return None;
+        }
+        if let Some(t) = &mut self.trial {
+            if t.k != k {
+                // changed by other means (DEBUG WORKERS, its clients gone)
+                self.trial = None;
+            } else {
+                let age = now.duration_since(t.at);
+                if age > TRIAL_SETTLE {
+                    t.after.0 += rate;
+                    t.after.1 += 1;
+                }
+                if age < TRIAL_SETTLE + TRIAL_FOR {
+                    return None;
+                }
+                let (before, after) = (t.before, t.after.0 / f64::from(t.after.1.max(1)));
+                self.trial = None;
+                self.hot_since = None;
+                self.cold_since = None;
+                self.skew_since = None;
+                if after < before * SPREAD_GAIN {
+                    self.hold_until = Some(now + self.hold);
+                    self.hold = (self.hold * 2).min(HOLD_MAX);
+                    return Some(Step::Undo { before, after });
+                }
+                self.hold = HOLD_MIN;
+            }
         }
         let act = &load[..k];
         let busiest = (0..k).max_by(|&a, &b| act[a].total_cmp(&act[b]))?;
@@ -353,10 +454,24 @@ impl Governor {
         let hot = adaptive
             && k < load.len()
             && act.iter().all(|&b| b >= SPREAD_BUSY)
-            && idle.is_none_or(|i| i >= SPREAD_IDLE_CORES);
+            && idle.is_none_or(|i| i >= SPREAD_IDLE_CORES)
+            && self.hold_until.is_none_or(|t| now >= t);
+        if hot {
+            self.hot_rate.0 += rate;
+            self.hot_rate.1 += 1;
+        } else {
+            self.hot_rate = (0.0, 0);
+        }
         if held(&mut self.hot_since, hot, now, SPREAD_AFTER) {
             self.cold_since = None;
             self.skew_since = None;
+            self.trial = Some(Trial {
+                at: now,
+                k: k + 1,
+                before: self.hot_rate.0 / f64::from(self.hot_rate.1.max(1)),
+                after: (0.0, 0),
+            });
+            self.hot_rate = (0.0, 0);
             return Some(Step::Spread { from: busiest });
         }
         let cold = adaptive && k > 1 && act.iter().sum::<f64>() < GATHER_BUSY * (k - 1) as f64;
@@ -489,8 +604,92 @@ mod tests {
     fn run(g: &mut Governor, load: &[f64], k: usize, idle: Option<f64>, ms: u64) -> Vec<Step> {
         let t0 = Instant::now();
         (0..=ms / 100)
-            .filter_map(|i| g.plan(load, k, true, idle, t0 + Duration::from_millis(i * 100)))
+            .filter_map(|i| {
+                g.plan(
+                    load,
+                    k,
+                    true,
+                    idle,
+                    0.0,
+                    t0 + Duration::from_millis(i * 100),
+                )
+            })
             .collect()
+    }
+
+    /// As `run`, from `t0 + from_ms`, with `rate` commands per second.
+    fn run_at(
+        g: &mut Governor,
+        t0: Instant,
+        (from_ms, ms): (u64, u64),
+        load: &[f64],
+        k: usize,
+        rate: f64,
+    ) -> Vec<Step> {
+        (from_ms / 100..=(from_ms + ms) / 100)
+            .filter_map(|i| {
+                g.plan(
+                    load,
+                    k,
+                    true,
+                    Some(0.6),
+                    rate,
+                    t0 + Duration::from_millis(i * 100),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_spread_that_pays_stays() {
+        let mut g = Governor::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            run_at(&mut g, t0, (0, 300), &[0.99, 0.0], 1, 400e3),
+            vec![Step::Spread { from: 0 }]
+        );
+        // 1.4x the commands per second on two workers
+        assert_eq!(
+            run_at(&mut g, t0, (400, 5000), &[0.99, 0.99], 2, 560e3),
+            vec![]
+        );
+        assert!(g.trial.is_none());
+    }
+
+    #[test]
+    fn a_spread_that_does_not_pay_is_undone_and_held_off() {
+        let mut g = Governor::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            run_at(&mut g, t0, (0, 300), &[0.99, 0.0], 1, 440e3),
+            vec![Step::Spread { from: 0 }]
+        );
+        // one hot key: both busy, fewer commands served
+        let steps = run_at(&mut g, t0, (400, 1000), &[0.99, 0.99], 2, 380e3);
+        assert!(
+            matches!(steps[..], [Step::Undo { before, after }] if before == 440e3 && after == 380e3),
+            "{steps:?}"
+        );
+        // hot again on one worker: held off for 10 s, then tried again
+        assert_eq!(
+            run_at(&mut g, t0, (1500, 9000), &[0.99, 0.0], 1, 440e3),
+            vec![]
+        );
+        assert_eq!(
+            run_at(&mut g, t0, (10600, 1000), &[0.99, 0.0], 1, 440e3),
+            vec![Step::Spread { from: 0 }]
+        );
+        // failing again holds off twice as long
+        let steps = run_at(&mut g, t0, (11700, 1100), &[0.99, 0.99], 2, 450e3);
+        assert!(matches!(steps[..], [Step::Undo { .. }]), "{steps:?}");
+        assert_eq!(
+            run_at(&mut g, t0, (12900, 19500), &[0.99, 0.0], 1, 440e3),
+            vec![]
+        );
+        assert_eq!(
+            run_at(&mut g, t0, (33000, 500), &[0.99, 0.0], 1, 440e3),
+            vec![Step::Spread { from: 0 }]
+        );
     }
 
     #[test]
@@ -578,8 +777,8 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..50 {
             let now = t0 + Duration::from_millis(i * 100);
-            assert_eq!(g.plan(&[0.99, 0.0], 1, false, Some(1.0), now), None);
-            assert_eq!(g.plan(&[0.1, 0.1], 2, false, Some(1.0), now), None);
+            assert_eq!(g.plan(&[0.99, 0.0], 1, false, Some(1.0), 0.0, now), None);
+            assert_eq!(g.plan(&[0.1, 0.1], 2, false, Some(1.0), 0.0, now), None);
         }
     }
 }

@@ -595,10 +595,11 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         let w = &srv.workers;
         let _ = write!(
             o,
-            "kvfleet_threads_active:{}\r\nkvfleet_threads_adaptive:{}\r\nkvfleet_connections_moved:{}\r\n",
+            "kvfleet_threads_active:{}\r\nkvfleet_threads_adaptive:{}\r\nkvfleet_connections_moved:{}\r\nkvfleet_spreads_undone:{}\r\n",
             w.active(),
             if w.adaptive() { "yes" } else { "no" },
             w.moves.load(Relaxed),
+            w.undone.load(Relaxed),
         );
         let polls = w.polls();
         let _ = write!(
