@@ -66,7 +66,7 @@ pub struct Config {
     pub adaptive_threads: bool,
     /// While a worker is at least half busy and a core is idle, poll this
     /// many microseconds for the next request before sleeping (decision
-    /// 0014); 0 never polls. Default 20.
+    /// 0014); 0 never polls, at most 1000. Default 20.
     pub busy_poll_us: u64,
     /// Slots this server owns, as ranges like `"0-511"`; empty means all. Default all.
     pub slots: Vec<String>,

@@ -280,15 +280,7 @@ impl Workers {
             .map(|h| h.metrics().worker_total_busy_duration(0))
             .collect();
         let idle = host_idle_cores(&mut g.cpu);
-        let spun: Duration = self
-            .polls()
-            .map(|p| {
-                (0..handles.len())
-                    .filter_map(|i| p.get(i))
-                    .map(|p| p.spun())
-                    .sum()
-            })
-            .unwrap_or_default();
+        let spun = self.polls().map_or(Duration::ZERO, Pollers::spun);
         let spun_dt = spun.saturating_sub(std::mem::replace(&mut g.spun, spun));
         let commands = srv.stats.commands.load(Relaxed);
         let done = commands.saturating_sub(std::mem::replace(&mut g.commands, commands));
