@@ -3,14 +3,16 @@
 
 Both servers run side by side on loopback; every (test, pipeline) pair runs
 on both, alternating which goes first, for ROUNDS rounds. Reports medians of
-rps, p50 and p99, the kvfleet/Redis ratios, CPU seconds per million requests
-(utime+stime of the server process during its runs), and used_memory / RSS
+rps, p50 and p99, the kvfleet/Redis ratios, each server's CPU per request
+(utime+stime of its process during the run, per row and overall), the load
+generator's share of a core (a row where it is ~100% for both servers is
+client-bound: redis-benchmark is one thread and set the pace), and used_memory / RSS
 after DEBUG POPULATE of 1M 100-byte strings: on fresh processes (the data
 structures' cost), and again after all the throughput runs (what the
 allocators kept). The last line is the summary.
 """
 import hashlib
-import csv, io, os, shutil, statistics, subprocess, sys, tempfile, time
+import csv, io, os, resource, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import cpu_seconds, rss, start  # noqa: E402
@@ -47,14 +49,19 @@ def info(port, field):
 
 
 def bench(port, test, pipe):
+    """One redis-benchmark run: rps, p50, p99, requests, and the share of one
+    core the load generator used (near 1.0: it, not the server, set the pace)."""
     n = N[pipe] // SLOW.get(test, 1)
+    ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     out = subprocess.run(
         ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(n), "-P", str(pipe), "-d", "100",
          "-r", "100000", "--csv", "-q"] + (CUSTOM[test] if test in CUSTOM else ["-t", test]),
         capture_output=True, text=True, check=True).stdout
+    ru1, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+    client = (ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime) / wall
     rows = list(csv.DictReader(io.StringIO(out)))
     row = rows[-1]
-    return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"]), n
+    return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"]), n, client
 
 
 def populate(servers, ports, when):
@@ -104,26 +111,42 @@ def main():
                     for name in order:
                         pid = servers[name].pid
                         c0 = cpu_seconds(pid)
-                        rps, p50, p99, n = bench(ports[name], test, pipe)
-                        cpu[name][0] += cpu_seconds(pid) - c0
+                        rps, p50, p99, n, client = bench(ports[name], test, pipe)
+                        spent = cpu_seconds(pid) - c0
+                        cpu[name][0] += spent
                         cpu[name][1] += n
-                        res.setdefault((test, pipe, name), []).append((rps, p50, p99))
-                        print(f"round {rnd + 1} {test:<11} P={pipe:<2} {name:<8} {rps:>11,.0f} rps  p50 {p50:.3f}  p99 {p99:.3f} ms", flush=True)
+                        # the server's CPU per request (µs), the client's share of a core
+                        res.setdefault((test, pipe, name), []).append((rps, p50, p99, spent / n * 1e6, client))
+                        print(f"round {rnd + 1} {test:<11} P={pipe:<2} {name:<8} {rps:>11,.0f} rps  p50 {p50:.3f}  p99 {p99:.3f} ms"
+                              f"  server {spent / n * 1e6:.2f} us/req  client {client:.0%} of a core", flush=True)
         print()
         print(f"medians of {ROUNDS} rounds, -c 50 -d 100 -r 100000")
-        print(f"{'test':<11} {'P':>2}  {'redis rps':>11} {'kvfleet rps':>11} {'ratio':>6}  {'p50 r/k (ms)':>14} {'ratio':>6}  {'p99 r/k (ms)':>14} {'ratio':>6}")
+        # "client" is the load generator's share of one core during the run:
+        # redis-benchmark is one thread, so at ~100% both servers answer as
+        # fast as it can ask and the rps ratio measures the client, not them;
+        # "srv us/req" (CPU per request) is then the server's own figure
+        print(f"{'test':<11} {'P':>2}  {'redis rps':>11} {'kvfleet rps':>11} {'ratio':>6}  {'p50 r/k (ms)':>14} {'ratio':>6}  {'p99 r/k (ms)':>14} {'ratio':>6}"
+              f"  {'srv us/req r/k':>14} {'ratio':>6}  {'client r/k':>10}")
         ratios = {p: [] for p in PIPES}
+        cpu_ratios = {p: [] for p in PIPES}
+        client_bound = {p: 0 for p in PIPES}
         for pipe in PIPES:
             for test in TESTS:
                 r = [statistics.median(x) for x in zip(*res[(test, pipe, "redis")])]
                 k = [statistics.median(x) for x in zip(*res[(test, pipe, "kvfleet")])]
                 ratio = k[0] / r[0]
                 ratios[pipe].append(ratio)
-                print(f"{test:<11} {pipe:>2}  {r[0]:>11,.0f} {k[0]:>11,.0f} {ratio:>6.2f}  {r[1]:>6.3f}/{k[1]:<7.3f} {k[1] / r[1]:>6.2f}  {r[2]:>6.3f}/{k[2]:<7.3f} {k[2] / r[2]:>6.2f}")
+                cpu_ratios[pipe].append(k[3] / r[3])
+                bound = min(r[4], k[4]) >= 0.9
+                client_bound[pipe] += bound
+                print(f"{test:<11} {pipe:>2}  {r[0]:>11,.0f} {k[0]:>11,.0f} {ratio:>6.2f}  {r[1]:>6.3f}/{k[1]:<7.3f} {k[1] / r[1]:>6.2f}  {r[2]:>6.3f}/{k[2]:<7.3f} {k[2] / r[2]:>6.2f}"
+                      f"  {r[3]:>6.2f}/{k[3]:<7.2f} {k[3] / r[3]:>6.2f}  {r[4]:>4.0%}/{k[4]:<4.0%}{'  client-bound' if bound else ''}")
         cpu_per_m = {n: cpu[n][0] / cpu[n][1] * 1e6 for n in cpu}
         print(f"CPU seconds per million requests: redis {cpu_per_m['redis']:.2f}, kvfleet {cpu_per_m['kvfleet']:.2f}, ratio {cpu_per_m['kvfleet'] / cpu_per_m['redis']:.2f}")
         after = populate(servers, ports, "after the runs")
-        summary = " ".join(f"P={p}:rps_ratio_median={statistics.median(ratios[p]):.2f}(min {min(ratios[p]):.2f})" for p in PIPES)
+        summary = " ".join(f"P={p}:rps_ratio_median={statistics.median(ratios[p]):.2f}(min {min(ratios[p]):.2f})"
+                           f",srv_cpu_ratio_median={statistics.median(cpu_ratios[p]):.2f}(max {max(cpu_ratios[p]):.2f})"
+                           f",client_bound={client_bound[p]}/{len(TESTS)}" for p in PIPES)
         print(f"SUMMARY kvfleet/redis: {summary} cpu_per_req={cpu_per_m['kvfleet'] / cpu_per_m['redis']:.2f} "
               f"fresh used_memory={fresh[0]:.2f} rss={fresh[1]:.2f}; after runs used_memory={after[0]:.2f} rss={after[1]:.2f}")
     finally:
