@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kvfleet_harness::{
-    RawClient, TempDir, binary, eventually, kvfleet_server, kvfleet_server_on, redis_server,
+    RawClient, TempDir, binary, kvfleet_server, kvfleet_server_on, redis_server,
 };
 use kvfleet_resp::Frame;
 
@@ -379,9 +379,12 @@ fn bgsave_under_concurrent_writers_saves_one_instant() {
         .collect();
     std::thread::sleep(Duration::from_millis(300)); // let the writers get going
     assert_eq!(text(&c.call(&["BGSAVE"])), "Background saving started");
-    assert!(eventually(Duration::from_secs(30), || {
-        c.info_field("persistence", "rdb_bgsave_in_progress") == "0"
-    }));
+    assert!(c.wait_info(
+        "persistence",
+        "rdb_bgsave_in_progress",
+        "0",
+        Duration::from_secs(30)
+    ));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {
         w.join().unwrap();
@@ -476,9 +479,7 @@ fn save_points_trigger_a_background_save() {
         c.call(&["SET", &format!("k{i}"), "v"]);
     }
     assert!(
-        eventually(Duration::from_secs(10), || c
-            .info_field("persistence", "rdb_saves")
-            == "1"),
+        c.wait_info("persistence", "rdb_saves", "1", Duration::from_secs(10)),
         "no save after 3 changes and 1 s"
     );
     assert_eq!(
@@ -517,9 +518,7 @@ pub(crate) fn write_tricky(c: &mut RawClient, port: u16) {
     // a BLPOP served by a later push
     let mut blocked = RawClient::connect(port);
     blocked.send(&kvfleet_harness::encode_cmd(&[b"BLPOP", b"t:q", b"5"]));
-    assert!(eventually(Duration::from_secs(5), || {
-        c.info_field("clients", "blocked_clients") == "1"
-    }));
+    assert!(c.wait_info("clients", "blocked_clients", "1", Duration::from_secs(5)));
     c.call(&["RPUSH", "t:q", "x", "y"]);
     assert!(blocked.read_reply().is_some());
     let p = dump(c, "t:list");
@@ -552,9 +551,12 @@ fn the_aof_replays_exactly_after_a_kill_a_rewrite_and_in_redis_and_back() {
         text(&c.call(&["BGREWRITEAOF"])),
         "Background append only file rewriting started"
     );
-    assert!(eventually(Duration::from_secs(30), || {
-        c.info_field("persistence", "aof_rewrite_in_progress") == "0"
-    }));
+    assert!(c.wait_info(
+        "persistence",
+        "aof_rewrite_in_progress",
+        "0",
+        Duration::from_secs(30)
+    ));
     assert_eq!(
         c.info_field("persistence", "aof_last_bgrewrite_status"),
         "ok"
@@ -591,9 +593,12 @@ fn the_aof_replays_exactly_after_a_kill_a_rewrite_and_in_redis_and_back() {
         text(&r.call(&["BGREWRITEAOF"])),
         "Background append only file rewriting started"
     );
-    assert!(eventually(Duration::from_secs(30), || {
-        r.info_field("persistence", "aof_rewrite_in_progress") == "0"
-    }));
+    assert!(r.wait_info(
+        "persistence",
+        "aof_rewrite_in_progress",
+        "0",
+        Duration::from_secs(30)
+    ));
     r.call(&["HSET", "from:redis:h", "f", "v"]);
     let want = keyspace(&mut r);
     drop(r);

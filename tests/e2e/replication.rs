@@ -9,20 +9,12 @@
 use std::time::{Duration, Instant};
 
 use kvfleet_harness::{
-    Proc, RawClient, TempDir, eventually, kvfleet_server, kvfleet_server_on, redis_server,
+    Proc, RawClient, TempDir, caught_up, eventually, kvfleet_server, kvfleet_server_on,
+    redis_server,
 };
 use kvfleet_resp::Frame;
 
 use crate::persist::{keyspace, populate, strs, text, write_tricky};
-
-/// Waits until `replica` has applied everything `master` has streamed.
-fn caught_up(master: &mut RawClient, replica: &mut RawClient) -> bool {
-    eventually(Duration::from_secs(30), || {
-        replica.info_field("replication", "master_link_status") == "up"
-            && replica.info_field("replication", "master_repl_offset")
-                == master.info_field("replication", "master_repl_offset")
-    })
-}
 
 #[test]
 fn a_redis_replica_of_a_kvfleet_master_converges_under_writes_and_resyncs_partially() {
@@ -272,9 +264,12 @@ fn chained_replicas_share_the_masters_history_and_survive_a_promotion_without_fu
     let w = writer(master.port, stop.clone());
     let a = kvfleet_server(&["--replicaof", &format!("127.0.0.1 {}", master.port)]);
     let mut ra = a.client();
-    assert!(eventually(Duration::from_secs(30), || ra
-        .info_field("replication", "master_link_status")
-        == "up"));
+    assert!(ra.wait_info(
+        "replication",
+        "master_link_status",
+        "up",
+        Duration::from_secs(30)
+    ));
     // a Redis replica and a kvfleet replica of the replica, attached under writes
     let b = redis_server(&["--replicaof", "127.0.0.1", &a.port.to_string()]);
     let c = kvfleet_server(&["--replicaof", &format!("127.0.0.1 {}", a.port)]);

@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use kvfleet_harness::{Proc, RawClient, TempDir, eventually, kvfleet_server, redis_server};
+use kvfleet_harness::{
+    Proc, RawClient, TempDir, caught_up, eventually, kvfleet_server, redis_server,
+};
 use kvfleet_resp::Frame;
 
 use crate::persist::{keyspace, text};
@@ -151,9 +153,12 @@ fn script_effects_and_libraries_reach_a_redis_replica() {
     let port = kv.port.to_string();
     let replica = redis_server(&["--replicaof", "127.0.0.1", &port]);
     let mut r = replica.client();
-    assert!(eventually(Duration::from_secs(20), || {
-        r.info_field("replication", "master_link_status") == "up"
-    }));
+    assert!(r.wait_info(
+        "replication",
+        "master_link_status",
+        "up",
+        Duration::from_secs(20)
+    ));
     // effects, not scripts: a random value and a time-dependent write land equal
     m.call(&[
         "EVAL",
@@ -166,10 +171,7 @@ fn script_effects_and_libraries_reach_a_redis_replica() {
     m.call(&["FCALL", "bump", "1", "counter", "5"]);
     m.call(&["FCALL", "bump", "1", "counter", "7"]);
     m.call(&["EVAL", "redis.call('set', 'undeclared', 'x') return 1", "0"]);
-    assert!(eventually(Duration::from_secs(20), || {
-        r.info_field("replication", "master_repl_offset")
-            == m.info_field("replication", "master_repl_offset")
-    }));
+    assert!(caught_up(&mut m, &mut r));
     assert_eq!(keyspace(&mut r), keyspace(&mut m));
     assert_eq!(text(&r.call(&["GET", "counter"])), "12");
     // the library arrived with the snapshot: a read-only function runs on the replica

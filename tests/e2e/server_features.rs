@@ -177,9 +177,7 @@ fn blpop_wakes_on_push_from_another_client() {
         c.call(&["BLPOP", "q1", "q2", "5"])
     });
     let mut c = srv.client();
-    assert!(eventually(Duration::from_secs(5), || c
-        .info_field("clients", "blocked_clients")
-        == "1"));
+    assert!(c.wait_info("clients", "blocked_clients", "1", Duration::from_secs(5)));
     assert_eq!(int(&mut c, &["RPUSH", "q2", "job"]), 1);
     assert_eq!(
         waiter.join().unwrap(),
@@ -208,9 +206,7 @@ fn blocking_pops_time_out_and_blmove_moves() {
     let waiter = std::thread::spawn(move || {
         RawClient::connect(port).call(&["BLMOVE", "src", "dst", "LEFT", "RIGHT", "0"])
     });
-    assert!(eventually(Duration::from_secs(5), || c
-        .info_field("clients", "blocked_clients")
-        == "1"));
+    assert!(c.wait_info("clients", "blocked_clients", "1", Duration::from_secs(5)));
     c.call(&["LPUSH", "src", "a"]);
     assert_eq!(waiter.join().unwrap(), bulk("a"));
     assert_eq!(
@@ -219,9 +215,7 @@ fn blocking_pops_time_out_and_blmove_moves() {
     );
     let port = srv.port;
     let z = std::thread::spawn(move || RawClient::connect(port).call(&["BZPOPMIN", "zq", "0"]));
-    assert!(eventually(Duration::from_secs(5), || c
-        .info_field("clients", "blocked_clients")
-        == "1"));
+    assert!(c.wait_info("clients", "blocked_clients", "1", Duration::from_secs(5)));
     c.call(&["ZADD", "zq", "3", "m"]);
     assert_eq!(
         z.join().unwrap(),
@@ -236,13 +230,9 @@ fn blocked_client_that_disconnects_is_forgotten() {
     {
         let mut b = srv.client();
         b.send(&encode_cmd(&[b"BLPOP", b"never", b"0"]));
-        assert!(eventually(Duration::from_secs(5), || c
-            .info_field("clients", "blocked_clients")
-            == "1"));
+        assert!(c.wait_info("clients", "blocked_clients", "1", Duration::from_secs(5)));
     }
-    assert!(eventually(Duration::from_secs(5), || c
-        .info_field("clients", "blocked_clients")
-        == "0"));
+    assert!(c.wait_info("clients", "blocked_clients", "0", Duration::from_secs(5)));
     c.call(&["RPUSH", "never", "x"]);
     assert_eq!(
         int(&mut c, &["LLEN", "never"]),

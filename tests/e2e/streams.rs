@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use kvfleet_harness::{Proc, RawClient, TempDir, eventually, kvfleet_server, redis_server};
+use kvfleet_harness::{
+    Proc, RawClient, TempDir, caught_up, eventually, kvfleet_server, redis_server,
+};
 use kvfleet_resp::Frame;
 
 use crate::persist::{keyspace, text};
@@ -173,9 +175,12 @@ fn replicate(kv: &Proc, m: &mut RawClient) {
     let port = kv.port.to_string();
     let replica = redis_server(&["--replicaof", "127.0.0.1", &port]);
     let mut r = replica.client();
-    assert!(eventually(Duration::from_secs(20), || {
-        r.info_field("replication", "master_link_status") == "up"
-    }));
+    assert!(r.wait_info(
+        "replication",
+        "master_link_status",
+        "up",
+        Duration::from_secs(20)
+    ));
     for _ in 0..20 {
         m.call(&["XADD", "s", "*", "k", "v"]);
     }
@@ -192,10 +197,7 @@ fn replicate(kv: &Proc, m: &mut RawClient) {
         ">",
     ]);
     m.call(&["XCLAIM", "s", "g1", "dave", "0", "1-0", "JUSTID"]);
-    assert!(eventually(Duration::from_secs(20), || {
-        r.info_field("replication", "master_repl_offset")
-            == m.info_field("replication", "master_repl_offset")
-    }));
+    assert!(caught_up(m, &mut r));
     assert_eq!(text(&r.call(&["XLEN", "s"])), text(&m.call(&["XLEN", "s"])));
     assert_eq!(state(&mut r), state(&mut *m), "replica");
     assert_eq!(keyspace(&mut r), keyspace(&mut *m));

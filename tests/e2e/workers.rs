@@ -2,9 +2,11 @@
 //! them between workers without losing a request or a client's state, and
 //! the governor retiring an idle worker.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
-use kvfleet_harness::{RawClient, bulk, eventually, kvfleet_server};
+use kvfleet_harness::{CpuGroup, RawClient, bulk, eventually, kvfleet_server};
 use kvfleet_resp::Frame;
 
 fn id(c: &mut RawClient) -> i64 {
@@ -136,9 +138,7 @@ fn a_moved_client_keeps_its_transaction_subscription_name_and_block() {
         Frame::Simple("OK".into())
     );
     b.send(&kvfleet_harness::encode_cmd(&[b"BLPOP", b"q", b"0"]));
-    assert!(eventually(Duration::from_secs(5), || {
-        c.info_field("clients", "blocked_clients") == "1"
-    }));
+    assert!(c.wait_info("clients", "blocked_clients", "1", Duration::from_secs(5)));
 
     // retire worker 1: everyone but the blocked client moves at once
     assert_eq!(
@@ -215,9 +215,12 @@ fn the_governor_retires_an_idle_worker() {
     assert_eq!(c.info_field("server", "kvfleet_threads_active"), "2");
     // idle for the governor's 1 s: back to one worker, every client with it
     assert!(
-        eventually(Duration::from_secs(10), || c
-            .info_field("server", "kvfleet_threads_active")
-            == "1"),
+        c.wait_info(
+            "server",
+            "kvfleet_threads_active",
+            "1",
+            Duration::from_secs(10)
+        ),
         "an idle second worker was kept"
     );
     assert!(eventually(Duration::from_secs(5), || connections(
@@ -249,9 +252,12 @@ fn a_worker_left_without_clients_retires_at_once() {
     drop(go);
     let c = &mut stay[0].0.1;
     assert!(
-        eventually(Duration::from_secs(5), || c
-            .info_field("server", "kvfleet_threads_active")
-            == "1"),
+        c.wait_info(
+            "server",
+            "kvfleet_threads_active",
+            "1",
+            Duration::from_secs(5)
+        ),
         "an empty worker stayed active"
     );
     // sooner than the governor's gather (1 s of low load after the spread)
@@ -274,4 +280,50 @@ fn busy_polling_is_reported_and_can_be_turned_off() {
     let off = kvfleet_server(&["--threads", "2", "--busy-poll-us", "0"]);
     let mut c = off.client();
     assert_eq!(c.info_field("server", "kvfleet_busy_poll_us"), "0");
+}
+
+#[test]
+fn a_cpu_quota_turns_busy_polling_off() {
+    let srv = kvfleet_server(&["--threads", "2"]);
+    let mut c = srv.client();
+    assert_eq!(c.info_field("server", "kvfleet_cpu_quota"), "0.00");
+    let group = CpuGroup::new("quota", 0.5);
+    group.add(srv.child.id());
+    // the governor reads the quota within a second
+    assert!(c.wait_info(
+        "server",
+        "kvfleet_cpu_quota",
+        "0.50",
+        Duration::from_secs(5)
+    ));
+    // a request-per-round-trip load that polls without a quota: not under one
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaders: Vec<_> = (0..8)
+        .map(|_| {
+            let (port, stop) = (srv.port, stop.clone());
+            std::thread::spawn(move || {
+                let mut l = RawClient::connect(port);
+                while !stop.load(Relaxed) {
+                    l.cmd(&[b"SET", b"k", b"v"]);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..15 {
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = c.info_field("server", "kvfleet_thread0");
+        assert!(t0.contains(",polling=0,"), "polling under a quota: {t0}");
+    }
+    stop.store(true, Relaxed);
+    for l in loaders {
+        l.join().unwrap();
+    }
+    // out of the group: the quota is gone
+    drop(group);
+    assert!(c.wait_info(
+        "server",
+        "kvfleet_cpu_quota",
+        "0.00",
+        Duration::from_secs(5)
+    ));
 }

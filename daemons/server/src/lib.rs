@@ -20,6 +20,7 @@ pub mod listener;
 pub mod pause;
 pub mod persist;
 pub mod priority;
+pub mod quota;
 pub mod repl;
 pub mod script;
 pub mod server;

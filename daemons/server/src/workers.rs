@@ -72,6 +72,8 @@ const ACTIVE_MS: u64 = 1000;
 /// and polling still lowers the client's CPU per request.
 const POLL_BUSY: f64 = 0.5;
 const POLL_IDLE_CORES: f64 = 0.1;
+/// How often the governor re-reads the cgroup's CPU quota (`crate::quota`).
+const QUOTA_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Workers {
     handles: OnceLock<Box<[Handle]>>,
@@ -90,6 +92,8 @@ pub struct Workers {
     pub undone: AtomicU64,
     /// Every client left since the governor's last tick.
     no_clients: AtomicBool,
+    /// The cgroup's CPU quota at the last tick, millicores; 0: none (INFO).
+    quota_milli: AtomicU64,
     gov: Mutex<Governor>,
 }
 
@@ -114,6 +118,9 @@ struct Governor {
     hold_until: Option<Instant>,
     /// The next hold's length.
     hold: Duration,
+    /// The cgroup's CPU quota in cores, and when it was read.
+    quota: Option<f64>,
+    quota_read: Option<Instant>,
 }
 
 /// A spread being judged (`SPREAD_GAIN`).
@@ -144,6 +151,8 @@ impl Default for Governor {
             trial: None,
             hold_until: None,
             hold: HOLD_MIN,
+            quota: None,
+            quota_read: None,
         }
     }
 }
@@ -161,6 +170,7 @@ impl Workers {
             moves: AtomicU64::new(0),
             undone: AtomicU64::new(0),
             no_clients: AtomicBool::new(false),
+            quota_milli: AtomicU64::new(0),
             gov: Mutex::new(Governor::default()),
         }
     }
@@ -176,6 +186,11 @@ impl Workers {
         );
         let _ = self.handles.set(handles.into_boxed_slice());
         let _ = self.polls.set(polls);
+    }
+
+    /// The cgroup's CPU quota in cores at the governor's last tick (0: none).
+    pub fn cpu_quota(&self) -> f64 {
+        self.quota_milli.load(Relaxed) as f64 / 1000.0
     }
 
     /// The runtimes' busy pollers, if installed.
@@ -309,9 +324,25 @@ impl Workers {
         }
         let k = self.active();
         if let Some(p) = self.polls() {
+            // under a CPU quota the idle cores are not ours to spin on;
+            // re-read each second (a container can be resized live)
+            if g.quota_read
+                .is_none_or(|t| now.duration_since(t) >= QUOTA_EVERY)
+            {
+                g.quota = crate::quota::cpu_quota();
+                g.quota_read = Some(now);
+            }
+            let quota = g.quota;
+            let milli = quota.map_or(0, |q| (q * 1000.0).round().max(1.0) as u64);
+            if self.quota_milli.swap(milli, Relaxed) != milli {
+                match quota {
+                    Some(q) => tracing::info!(cores = q, "a CPU quota applies: no busy polling"),
+                    None => tracing::info!("no CPU quota applies: busy polling allowed"),
+                }
+            }
             for (i, l) in load.iter().enumerate() {
                 if let Some(p) = p.get(i) {
-                    p.set(i < k && *l >= POLL_BUSY && idle.is_some_and(|i| i >= POLL_IDLE_CORES));
+                    p.set(i < k && should_poll(*l, idle, quota));
                 }
             }
         }
@@ -536,6 +567,13 @@ fn shift(srv: &Server, from: usize, to: usize, every: usize) {
     }
 }
 
+/// Whether an active runtime this busy polls before sleeping, with `idle`
+/// cores idle on the host (its own polling counted as idle) and the cgroup's
+/// CPU `quota`.
+fn should_poll(load: f64, idle: Option<f64>, quota: Option<f64>) -> bool {
+    quota.is_none() && load >= POLL_BUSY && idle.is_some_and(|i| i >= POLL_IDLE_CORES)
+}
+
 /// Cores idle since the last call, from `/proc/stat` (`None` the first time
 /// or where it cannot be read: the governor then does not ask).
 fn host_idle_cores(last: &mut Option<(u64, u64)>) -> Option<f64> {
@@ -682,6 +720,15 @@ mod tests {
             run_at(&mut g, t0, (33000, 500), &[0.99, 0.0], 1, 440e3),
             vec![Step::Spread { from: 0 }]
         );
+    }
+
+    #[test]
+    fn polls_when_busy_with_a_core_idle_and_no_quota() {
+        assert!(should_poll(0.6, Some(0.2), None));
+        assert!(!should_poll(0.4, Some(0.2), None), "not busy enough");
+        assert!(!should_poll(0.6, Some(0.05), None), "no core idle");
+        assert!(!should_poll(0.6, None, None), "idle unknown");
+        assert!(!should_poll(0.9, Some(1.0), Some(1.5)), "under a quota");
     }
 
     #[test]

@@ -399,6 +399,100 @@ impl RawClient {
             })
             .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
     }
+
+    /// Polls `INFO <section>` until `field` reads `value`; false if it did
+    /// not within `timeout`.
+    pub fn wait_info(
+        &mut self,
+        section: &str,
+        field: &str,
+        value: &str,
+        timeout: Duration,
+    ) -> bool {
+        eventually(timeout, || self.info_field(section, field) == value)
+    }
+}
+
+/// Waits (up to 30 s) until `replica`'s link is up and it has applied
+/// everything `master` streamed (equal replication offsets).
+pub fn caught_up(master: &mut RawClient, replica: &mut RawClient) -> bool {
+    eventually(Duration::from_secs(30), || {
+        replica.info_field("replication", "master_link_status") == "up"
+            && replica.info_field("replication", "master_repl_offset")
+                == master.info_field("replication", "master_repl_offset")
+    })
+}
+
+/// A child cgroup of the test's own with a CPU quota, on whichever hierarchy
+/// carries the `cpu` controller (v1 `cpu`, or v2); processes added to it go
+/// back to the parent and the group is removed on drop. Needs root.
+pub struct CpuGroup {
+    dir: PathBuf,
+    parent: PathBuf,
+}
+
+impl CpuGroup {
+    /// A group capped at `cores`; panics where no cgroup can be made.
+    pub fn new(tag: &str, cores: f64) -> CpuGroup {
+        let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+        let path = |v2: bool| {
+            own.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (id, ctl, path) = (f.next()?, f.next()?, f.next()?);
+                let hit = if v2 {
+                    id == "0" && ctl.is_empty()
+                } else {
+                    ctl.split(',').any(|c| c == "cpu")
+                };
+                hit.then(|| path.trim_start_matches('/').to_string())
+            })
+        };
+        let name = format!("kvfleet-{tag}-{}", std::process::id());
+        let period = 100_000u64;
+        let quota = (cores * period as f64) as u64;
+        // v1: the `cpu` hierarchy's mount
+        for mount in ["/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu"] {
+            let Some(p) = path(false) else { break };
+            let parent = PathBuf::from(mount).join(p);
+            if parent.join("cpu.cfs_quota_us").exists() {
+                let dir = parent.join(&name);
+                std::fs::create_dir(&dir).expect("mkdir cgroup (root needed)");
+                std::fs::write(dir.join("cpu.cfs_period_us"), period.to_string()).unwrap();
+                std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()).unwrap();
+                return CpuGroup { dir, parent };
+            }
+        }
+        // v2: the unified hierarchy, `cpu` enabled for children
+        for mount in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            let Some(p) = path(true) else { break };
+            let parent = PathBuf::from(mount).join(p);
+            let ok = std::fs::read_to_string(parent.join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"));
+            if ok {
+                let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+cpu");
+                let dir = parent.join(&name);
+                std::fs::create_dir(&dir).expect("mkdir cgroup (root needed)");
+                std::fs::write(dir.join("cpu.max"), format!("{quota} {period}")).unwrap();
+                return CpuGroup { dir, parent };
+            }
+        }
+        panic!("no writable cgroup with the cpu controller on this machine");
+    }
+
+    /// Moves process `pid` (all its threads) into the group.
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).expect("cgroup.procs");
+    }
+}
+
+impl Drop for CpuGroup {
+    fn drop(&mut self) {
+        let procs = std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.split_whitespace() {
+            let _ = std::fs::write(self.parent.join("cgroup.procs"), pid);
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// Shorthand for a bulk frame in assertions.

@@ -604,8 +604,9 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         let polls = w.polls();
         let _ = write!(
             o,
-            "kvfleet_busy_poll_us:{}\r\n",
-            polls.map_or(0, |p| p.budget().as_micros())
+            "kvfleet_busy_poll_us:{}\r\nkvfleet_cpu_quota:{:.2}\r\n",
+            polls.map_or(0, |p| p.budget().as_micros()),
+            w.cpu_quota()
         );
         for (i, (conns, busy)) in w.snapshot().into_iter().enumerate() {
             let _ = write!(
