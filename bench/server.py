@@ -15,7 +15,7 @@ import hashlib
 import csv, io, os, resource, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_seconds, rss, start  # noqa: E402
+from common import cpu_cap, cpu_seconds, rss, start  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -25,6 +25,10 @@ LIMITER = "local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('expi
 PIPES = [int(p) for p in os.environ.get("PIPES", "1,16").split(",")]
 # requests per run, sized for >= 5 s on this machine (2 shared cores)
 AOF = os.environ.get("AOF", "")
+# SERVER_CPUS=0.5 caps each server at that many cores (a cgroup CPU quota, as a
+# container limit would): at P=1 the servers then set the pace instead of
+# redis-benchmark, and the rps ratio is their CPU per request. Needs root.
+SERVER_CPUS = float(os.environ.get("SERVER_CPUS", "0"))
 N = {1: int(os.environ.get("N1", "500000")), 16: int(os.environ.get("N16", "4000000"))}
 SLOW = {"lrange_100": 8, "mset": 4}  # these do more per request: fewer of them
 # Rows redis-benchmark has no -t test for: the command it sends instead.
@@ -90,6 +94,9 @@ def main():
         "kvfleet": start([kv_bin, "--port", str(kport), "--save", "", "--dir", kdir] + aof, kport),
     }
     ports = {"redis": rport, "kvfleet": kport}
+    release = [cpu_cap(p.pid, SERVER_CPUS, name) for name, p in servers.items()] if SERVER_CPUS else []
+    if SERVER_CPUS:
+        print(f"each server capped at {SERVER_CPUS} cores (cgroup CPU quota)", flush=True)
     fresh = populate(servers, ports, "fresh")
     for name in ports:
         cli(ports[name], "flushall")
@@ -100,6 +107,9 @@ def main():
         print(f"SUMMARY kvfleet/redis: fresh used_memory={fresh[0]:.2f} rss={fresh[1]:.2f}")
         for p in servers.values():
             p.kill()
+            p.wait()
+        for r in release:
+            r()
         shutil.rmtree(rdir, ignore_errors=True)
         shutil.rmtree(kdir, ignore_errors=True)
         return
@@ -153,6 +163,8 @@ def main():
         for p in servers.values():
             p.kill()
             p.wait()
+        for r in release:
+            r()
         shutil.rmtree(rdir, ignore_errors=True)
         shutil.rmtree(kdir, ignore_errors=True)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kvfleet-server vs redis-server 7.0.15 (redis-benchmark, alternated rounds).
-# Env: ROUNDS (3), PGO (1: the profile-guided build), TESTS, PIPES ("1,16"), N1/N16 (requests per run), AOF (everysec|always|no: both servers log writes). Output ends with one SUMMARY line.
+# Env: ROUNDS (3), PGO (1: the profile-guided build), TESTS, PIPES ("1,16"), N1/N16 (requests per run), AOF (everysec|always|no: both servers log writes), SERVER_CPUS (e.g. 0.5: each server under that cgroup CPU quota, so the servers and not redis-benchmark set the pace at P=1; root). Output ends with one SUMMARY line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
