@@ -327,3 +327,48 @@ fn a_cpu_quota_turns_busy_polling_off() {
         Duration::from_secs(5)
     ));
 }
+
+#[test]
+fn a_saturated_worker_bursts_its_replies_and_loses_none() {
+    let srv = kvfleet_server(&["--threads", "1"]);
+    let mut c = srv.client();
+    // 8 clients pipeline 32 INCRs of their own counter per round trip and
+    // check every reply, in order, while the one worker is saturated and
+    // holds replies for a burst (decision 0015)
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaders: Vec<_> = (0..8)
+        .map(|i| {
+            let (port, stop) = (srv.port, stop.clone());
+            std::thread::spawn(move || {
+                let mut l = RawClient::connect(port);
+                let key = format!("burst:{i}");
+                let batch: Vec<Vec<Vec<u8>>> = (0..32)
+                    .map(|_| vec![b"INCR".to_vec(), key.clone().into_bytes()])
+                    .collect();
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
+                    for r in l.pipeline(&batch) {
+                        n += 1;
+                        assert_eq!(r, format!(":{n}\r\n").into_bytes(), "client {i}");
+                    }
+                }
+                (key, n)
+            })
+        })
+        .collect();
+    let busy = |c: &mut RawClient| -> f64 {
+        let t0 = c.info_field("server", "kvfleet_thread0");
+        let b = t0.split(',').find_map(|f| f.strip_prefix("busy=")).unwrap();
+        b.parse().unwrap()
+    };
+    let saturated = eventually(Duration::from_secs(15), || busy(&mut c) >= 0.9);
+    // a few governor periods of bursts
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Relaxed);
+    for l in loaders {
+        let (key, n) = l.join().unwrap();
+        assert!(n > 0);
+        assert_eq!(c.call(&["GET", &key]), bulk(&n.to_string()), "{key}");
+    }
+    assert!(saturated, "the worker never reached 90% busy");
+}

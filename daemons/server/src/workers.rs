@@ -72,6 +72,9 @@ const ACTIVE_MS: u64 = 1000;
 /// and polling still lowers the client's CPU per request.
 const POLL_BUSY: f64 = 0.5;
 const POLL_IDLE_CORES: f64 = 0.1;
+/// A runtime at least this busy (permille) holds its replies until it has
+/// served every ready client (`Workers::saturated`).
+const BURST_BUSY_PERMILLE: u32 = 900;
 /// How often the governor re-reads the cgroup's CPU quota (`crate::quota`).
 const QUOTA_EVERY: Duration = Duration::from_secs(1);
 
@@ -208,6 +211,15 @@ impl Workers {
 
     pub fn active(&self) -> usize {
         self.active.load(Relaxed).min(self.conns.len())
+    }
+
+    /// Whether runtime `rt` was saturated over the governor's last period:
+    /// its clients then wait on it, and its replies go out in a burst
+    /// (`crate::conn`, decision 0015).
+    pub fn saturated(&self, rt: usize) -> bool {
+        self.busy
+            .get(rt)
+            .is_some_and(|b| b.load(Relaxed) >= BURST_BUSY_PERMILLE)
     }
 
     /// Each runtime's connection count and busy share (permille) over the last period.
@@ -808,6 +820,16 @@ mod tests {
         w.conns[1].store(1, Relaxed);
         w.moved(1, 0);
         assert_eq!((w.active(), w.conns[0].load(Relaxed)), (1, 1));
+    }
+
+    #[test]
+    fn a_worker_at_90_percent_sends_its_replies_in_bursts() {
+        let w = Workers::new(2, true);
+        w.busy[0].store(950, Relaxed);
+        w.busy[1].store(899, Relaxed);
+        assert!(w.saturated(0));
+        assert!(!w.saturated(1));
+        assert!(!w.saturated(7), "no such runtime");
     }
 
     #[test]
