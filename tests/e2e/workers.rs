@@ -361,7 +361,7 @@ fn a_saturated_worker_bursts_its_replies_and_loses_none() {
         let b = t0.split(',').find_map(|f| f.strip_prefix("busy=")).unwrap();
         b.parse().unwrap()
     };
-    let saturated = eventually(Duration::from_secs(15), || busy(&mut c) >= 0.9);
+    let saturated = eventually(Duration::from_secs(15), || busy(&mut c) >= 0.97);
     // a few governor periods of bursts
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Relaxed);
@@ -370,5 +370,5 @@ fn a_saturated_worker_bursts_its_replies_and_loses_none() {
         assert!(n > 0);
         assert_eq!(c.call(&["GET", &key]), bulk(&n.to_string()), "{key}");
     }
-    assert!(saturated, "the worker never reached 90% busy");
+    assert!(saturated, "the worker never reached 97% busy");
 }

@@ -74,7 +74,7 @@ const POLL_BUSY: f64 = 0.5;
 const POLL_IDLE_CORES: f64 = 0.1;
 /// A runtime at least this busy (permille) holds its replies until it has
 /// served every ready client (`Workers::saturated`).
-const BURST_BUSY_PERMILLE: u32 = 900;
+const BURST_BUSY_PERMILLE: u32 = 970;
 /// How often the governor re-reads the cgroup's CPU quota (`crate::quota`).
 const QUOTA_EVERY: Duration = Duration::from_secs(1);
 
@@ -823,10 +823,11 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_at_90_percent_sends_its_replies_in_bursts() {
+    fn a_worker_at_97_percent_sends_its_replies_in_bursts() {
         let w = Workers::new(2, true);
-        w.busy[0].store(950, Relaxed);
-        w.busy[1].store(899, Relaxed);
+        w.busy[0].store(980, Relaxed);
+        // P=1 beside redis-benchmark reads 0.6-0.86: not the bottleneck
+        w.busy[1].store(969, Relaxed);
         assert!(w.saturated(0));
         assert!(!w.saturated(1));
         assert!(!w.saturated(7), "no such runtime");
