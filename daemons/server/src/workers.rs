@@ -335,23 +335,23 @@ impl Workers {
             b.store((l * 1000.0) as u32, Relaxed);
         }
         let k = self.active();
+        // under a CPU quota the idle cores are not ours to spin on; re-read
+        // each second (a container can be resized live)
+        if g.quota_read
+            .is_none_or(|t| now.duration_since(t) >= QUOTA_EVERY)
+        {
+            g.quota = crate::quota::cpu_quota();
+            g.quota_read = Some(now);
+        }
+        let quota = g.quota;
+        let milli = quota.map_or(0, |q| (q * 1000.0).round().max(1.0) as u64);
+        if self.quota_milli.swap(milli, Relaxed) != milli {
+            match quota {
+                Some(q) => tracing::info!(cores = q, "a CPU quota applies: no busy polling"),
+                None => tracing::info!("no CPU quota applies: busy polling allowed"),
+            }
+        }
         if let Some(p) = self.polls() {
-            // under a CPU quota the idle cores are not ours to spin on;
-            // re-read each second (a container can be resized live)
-            if g.quota_read
-                .is_none_or(|t| now.duration_since(t) >= QUOTA_EVERY)
-            {
-                g.quota = crate::quota::cpu_quota();
-                g.quota_read = Some(now);
-            }
-            let quota = g.quota;
-            let milli = quota.map_or(0, |q| (q * 1000.0).round().max(1.0) as u64);
-            if self.quota_milli.swap(milli, Relaxed) != milli {
-                match quota {
-                    Some(q) => tracing::info!(cores = q, "a CPU quota applies: no busy polling"),
-                    None => tracing::info!("no CPU quota applies: busy polling allowed"),
-                }
-            }
             for (i, l) in load.iter().enumerate() {
                 if let Some(p) = p.get(i) {
                     p.set(i < k && should_poll(*l, idle, quota));
