@@ -88,32 +88,26 @@ def main():
     # no save points on either; AOF=everysec|always|no turns the append-only file on for both
     aof = ["--appendonly", "yes", "--appendfsync", AOF] if AOF else ["--appendonly", "no"]
     rdir, kdir = tempfile.mkdtemp(), tempfile.mkdtemp()
-    servers = {
-        "redis": start(["redis-server", "--port", str(rport), "--save", "", "--bind", "127.0.0.1",
-                        "--enable-debug-command", "yes", "--dir", rdir] + aof, rport),
-        "kvfleet": start([kv_bin, "--port", str(kport), "--save", "", "--dir", kdir] + aof, kport),
-    }
-    ports = {"redis": rport, "kvfleet": kport}
-    release = [cpu_cap(p.pid, SERVER_CPUS, name) for name, p in servers.items()] if SERVER_CPUS else []
-    if SERVER_CPUS:
-        print(f"each server capped at {SERVER_CPUS} cores (cgroup CPU quota)", flush=True)
-    fresh = populate(servers, ports, "fresh")
-    for name in ports:
-        cli(ports[name], "flushall")
-        cli(ports[name], "script", "load", LIMITER)
-    res = {}  # (test, pipe, server) -> list of (rps, p50, p99)
-    cpu = {"redis": [0.0, 0], "kvfleet": [0.0, 0]}  # seconds, requests
-    if ROUNDS == 0:
-        print(f"SUMMARY kvfleet/redis: fresh used_memory={fresh[0]:.2f} rss={fresh[1]:.2f}")
-        for p in servers.values():
-            p.kill()
-            p.wait()
-        for r in release:
-            r()
-        shutil.rmtree(rdir, ignore_errors=True)
-        shutil.rmtree(kdir, ignore_errors=True)
-        return
+    # everything from the first start on is undone in `finally`, whatever fails
+    servers, release = {}, []
     try:
+        servers["redis"] = start(["redis-server", "--port", str(rport), "--save", "", "--bind", "127.0.0.1",
+                                  "--enable-debug-command", "yes", "--dir", rdir] + aof, rport)
+        servers["kvfleet"] = start([kv_bin, "--port", str(kport), "--save", "", "--dir", kdir] + aof, kport)
+        ports = {"redis": rport, "kvfleet": kport}
+        if SERVER_CPUS:
+            for name, p in servers.items():
+                release.append(cpu_cap(p.pid, SERVER_CPUS, name))
+            print(f"each server capped at {SERVER_CPUS} cores (cgroup CPU quota)", flush=True)
+        fresh = populate(servers, ports, "fresh")
+        for name in ports:
+            cli(ports[name], "flushall")
+            cli(ports[name], "script", "load", LIMITER)
+        res = {}  # (test, pipe, server) -> list of (rps, p50, p99, server us/req, client share)
+        cpu = {"redis": [0.0, 0], "kvfleet": [0.0, 0]}  # seconds, requests
+        if ROUNDS == 0:
+            print(f"SUMMARY kvfleet/redis: fresh used_memory={fresh[0]:.2f} rss={fresh[1]:.2f}")
+            return
         for rnd in range(ROUNDS):
             for test in TESTS:
                 for pipe in PIPES:
