@@ -95,7 +95,7 @@ pub struct Workers {
     pub undone: AtomicU64,
     /// Every client left since the governor's last tick.
     no_clients: AtomicBool,
-    /// The cgroup's CPU quota at the last tick, millicores; 0: none (INFO).
+    /// The cgroup's CPU quota as last read, millicores; 0: none.
     quota_milli: AtomicU64,
     gov: Mutex<Governor>,
 }
@@ -121,8 +121,7 @@ struct Governor {
     hold_until: Option<Instant>,
     /// The next hold's length.
     hold: Duration,
-    /// The cgroup's CPU quota in cores, and when it was read.
-    quota: Option<f64>,
+    /// When the cgroup's CPU quota was last read (`Workers::quota_milli`).
     quota_read: Option<Instant>,
 }
 
@@ -154,7 +153,6 @@ impl Default for Governor {
             trial: None,
             hold_until: None,
             hold: HOLD_MIN,
-            quota: None,
             quota_read: None,
         }
     }
@@ -340,17 +338,17 @@ impl Workers {
         if g.quota_read
             .is_none_or(|t| now.duration_since(t) >= QUOTA_EVERY)
         {
-            g.quota = crate::quota::cpu_quota();
             g.quota_read = Some(now);
-        }
-        let quota = g.quota;
-        let milli = quota.map_or(0, |q| (q * 1000.0).round().max(1.0) as u64);
-        if self.quota_milli.swap(milli, Relaxed) != milli {
-            match quota {
-                Some(q) => tracing::info!(cores = q, "a CPU quota applies: no busy polling"),
-                None => tracing::info!("no CPU quota applies: busy polling allowed"),
+            let q = crate::quota::cpu_quota();
+            let milli = q.map_or(0, |q| (q * 1000.0).round().max(1.0) as u64);
+            if self.quota_milli.swap(milli, Relaxed) != milli {
+                match q {
+                    Some(q) => tracing::info!(cores = q, "a CPU quota applies: no busy polling"),
+                    None => tracing::info!("no CPU quota applies: busy polling allowed"),
+                }
             }
         }
+        let quota = Some(self.cpu_quota()).filter(|&q| q > 0.0);
         if let Some(p) = self.polls() {
             for (i, l) in load.iter().enumerate() {
                 if let Some(p) = p.get(i) {
