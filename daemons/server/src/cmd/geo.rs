@@ -604,7 +604,8 @@ fn run(ctx: &mut Ctx<'_, '_>, src: &[u8], s: Search<'_>, store_name: &str) -> Cm
                 ctx.dirty += 1;
             }
         } else {
-            let mut z = ZSet::default();
+            let longest = found.iter().map(|h| h.member.len()).max().unwrap_or(0);
+            let mut z = ZSet::sized(found.len(), longest);
             for h in &found {
                 z.insert(
                     &h.member,

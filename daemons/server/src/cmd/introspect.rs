@@ -29,7 +29,7 @@ fn usage(key: &[u8], v: ValueRef<'_>) -> usize {
             ValueRef::Hash(h) => 64 + h.iter().map(|(f, v)| f.len() + v.len() + 40).sum::<usize>(),
             ValueRef::List(l) => 48 + l.iter().map(|e| e.len() + 24).sum::<usize>(),
             ValueRef::Set(s) => 64 + s.iter().map(|e| e.len() + 32).sum::<usize>(),
-            ValueRef::ZSet(z) => 96 + z.iter().map(|(m, _)| 2 * m.len() + 72).sum::<usize>(),
+            ValueRef::ZSet(z) => 96 + z.heap_bytes(),
             ValueRef::Stream(s) => {
                 128 + s
                     .entries

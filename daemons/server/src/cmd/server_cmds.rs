@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::{CmdError, CmdResult, Ctx, SYNTAX, cursor_arg, err, int_arg, is, scan_opts};
 use crate::cmd::keys::scan_slot;
 use crate::config::POLICIES;
+use crate::db::zset;
 use crate::server::Server;
 use crate::util::{self, glob_match};
 use kvfleet_model::NUM_SLOTS;
@@ -199,8 +200,14 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("hash-max-listpack-entries", "128".into()),
         ("hash-max-listpack-value", "64".into()),
         ("set-max-intset-entries", "512".into()),
-        ("zset-max-listpack-entries", "128".into()),
-        ("zset-max-listpack-value", "64".into()),
+        (
+            "zset-max-listpack-entries",
+            zset::MAX_PACKED_ENTRIES.load(Relaxed).to_string(),
+        ),
+        (
+            "zset-max-listpack-value",
+            zset::MAX_PACKED_VALUE.load(Relaxed).to_string(),
+        ),
         ("list-max-listpack-size", "-2".into()),
         (
             "replica-read-only",
@@ -356,6 +363,13 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
                 f.policy = policy;
             }
         }
+        // sets already packed or not stay so; new and growing ones follow these
+        "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
+            zset::MAX_PACKED_ENTRIES.store(int_range(num()?)? as usize, Relaxed)
+        }
+        "zset-max-listpack-value" | "zset-max-ziplist-value" => {
+            zset::MAX_PACKED_VALUE.store(int_range(num()?)? as usize, Relaxed)
+        }
         "aof-load-truncated" => rt.aof_load_truncated = yes_no(v)?,
         "rdbcompression" => rt.rdbcompression = yes_no(v)?,
         "replica-read-only" | "slave-read-only" => {
@@ -414,8 +428,6 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         | "hash-max-listpack-entries"
         | "hash-max-listpack-value"
         | "set-max-intset-entries"
-        | "zset-max-listpack-entries"
-        | "zset-max-listpack-value"
         | "list-max-listpack-size" => {
             // accepted for client compatibility; these knobs do not change kvfleet's behaviour yet
         }

@@ -2,14 +2,13 @@
 //! first and replied after, so one range walker serves ZRANGE in all its forms,
 //! the STORE variants and the REMRANGE commands.
 
-use std::ops::Bound;
+use crate::db::Bytes;
 
 use super::{
     CmdError, CmdResult, Ctx, Handler, NOT_FLOAT, SYNTAX, WRONGTYPE, clamp_range, cursor_arg, err,
     int_arg, is, pop_count, scan_opts, timeout_arg,
 };
 use crate::cmd::hash::{random_picks, scan_collect, scan_write};
-use crate::db::value::SMALL_ZSET;
 use crate::db::{Score, Value, ValueRef, ZSet};
 use crate::util::{self, glob_match};
 
@@ -171,43 +170,38 @@ fn range_visit(z: &ZSet, r: &RangeReq, mut f: impl FnMut(&[u8], f64)) {
         }
         RangeBy::Score(min, max) => {
             if r.rev {
-                z.order
-                    .iter()
+                z.iter()
                     .rev()
-                    .skip_while(|(s, _)| !score_le(s.0, *max))
-                    .take_while(|(s, _)| score_ge(s.0, *min))
+                    .skip_while(|(_, s)| !score_le(*s, *max))
+                    .take_while(|(_, s)| score_ge(*s, *min))
                     .skip(off)
                     .take(take)
-                    .for_each(|(s, m)| f(m, s.0));
+                    .for_each(|(m, s)| f(m, s));
             } else {
-                let lo = Bound::Included((Score(min.v), Box::<[u8]>::from(&b""[..])));
-                z.order
-                    .range((lo, Bound::Unbounded))
-                    .skip_while(|(s, _)| !score_ge(s.0, *min))
-                    .take_while(|(s, _)| score_le(s.0, *max))
+                z.from_score(min.v)
+                    .skip_while(|(_, s)| !score_ge(*s, *min))
+                    .take_while(|(_, s)| score_le(*s, *max))
                     .skip(off)
                     .take(take)
-                    .for_each(|(s, m)| f(m, s.0));
+                    .for_each(|(m, s)| f(m, s));
             }
         }
         RangeBy::Lex(min, max) => {
             if r.rev {
-                z.order
-                    .iter()
+                z.iter()
                     .rev()
-                    .skip_while(|(_, m)| !lex_le(m, max))
-                    .take_while(|(_, m)| lex_ge(m, min))
+                    .skip_while(|(m, _)| !lex_le(m, max))
+                    .take_while(|(m, _)| lex_ge(m, min))
                     .skip(off)
                     .take(take)
-                    .for_each(|(s, m)| f(m, s.0));
+                    .for_each(|(m, s)| f(m, s));
             } else {
-                z.order
-                    .iter()
-                    .skip_while(|(_, m)| !lex_ge(m, min))
-                    .take_while(|(_, m)| lex_le(m, max))
+                z.iter()
+                    .skip_while(|(m, _)| !lex_ge(m, min))
+                    .take_while(|(m, _)| lex_le(m, max))
                     .skip(off)
                     .take(take)
-                    .for_each(|(s, m)| f(m, s.0));
+                    .for_each(|(m, s)| f(m, s));
             }
         }
     }
@@ -383,7 +377,8 @@ pub fn add_parsed(
 fn zincrby(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let by = util::parse_f64(a[2]).ok_or(NOT_FLOAT)?;
     let z = ctx.db.zset_or_new(a[1])?;
-    let new = z.score(a[3]).unwrap_or(0.0) + by;
+    // a new member takes the increment itself: -0 stays -0 in the reply, as in Redis
+    let new = z.score(a[3]).map_or(by, |c| c + by);
     if new.is_nan() {
         ctx.db.remove_if_empty(a[1]);
         return Err(err("ERR resulting score is not a number (NaN)"));
@@ -578,7 +573,8 @@ fn zrevrange(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 fn store_items(ctx: &mut Ctx<'_, '_>, dst: &[u8], items: &Items) {
     ctx.db.remove(dst);
     if !items.is_empty() {
-        let mut z = ZSet::default();
+        let longest = items.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
+        let mut z = ZSet::sized(items.len(), longest);
         for (m, s) in items {
             z.insert(m, *s);
         }
@@ -644,11 +640,13 @@ fn pop_items(ctx: &mut Ctx<'_, '_>, key: &[u8], max: bool, n: usize) -> Result<I
     let mut out = Items::new();
     for _ in 0..n {
         let first = if max {
-            z.order.iter().next_back()
+            z.iter().next_back()
         } else {
-            z.order.iter().next()
+            z.iter().next()
         };
-        let Some((_, m)) = first.cloned() else { break };
+        let Some(m) = first.map(|(m, _)| Bytes::from(m)) else {
+            break;
+        };
         let s = z.remove(&m).expect("present");
         out.push((m, s));
     }
@@ -763,8 +761,8 @@ fn zrandmember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let items: Items = match ctx.db.zset(a[1])? {
         Some(z) => {
             let by_index = |i: usize| {
-                let (m, s) = z.scores.get_index(i).expect("in range");
-                (m.clone(), *s)
+                let (m, s) = z.get_index(i).expect("in range");
+                (Bytes::from(m), s)
             };
             match count {
                 None => vec![by_index(fastrand::usize(..z.len()))],
@@ -1006,8 +1004,8 @@ fn zscan(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let o = scan_opts(&a[3..], false)?;
     let (next, items) = match ctx.db.zset(a[1])? {
         Some(z) => {
-            let small = z.len() <= SMALL_ZSET;
-            if small {
+            // a packed set is scanned in one call, as Redis does a listpack
+            if z.is_packed() {
                 let mut items = Vec::new();
                 for (m, s) in z.iter() {
                     if o.pattern.is_none_or(|p| glob_match(p, m, false)) {
@@ -1018,10 +1016,10 @@ fn zscan(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                 (0, items)
             } else {
                 scan_collect(cursor, z.len(), false, o.count, |i, out| {
-                    let (m, s) = z.scores.get_index(i).expect("in range");
+                    let (m, s) = z.get_index(i).expect("in range");
                     if o.pattern.is_none_or(|p| glob_match(p, m, false)) {
                         out.push(m.to_vec());
-                        out.push(util::g17(*s));
+                        out.push(util::g17(s));
                     }
                 })
             }

@@ -8,7 +8,8 @@
 //! and keys of 64 KiB or more live in a boxed [`Full`] record instead.
 //! See docs/decisions/0003-compact-records.md.
 
-use super::value::{HashVal, ListVal, SetVal, Value, ZSet};
+use super::value::{HashVal, ListVal, SetVal, Value};
+use super::zset::ZSet;
 
 #[derive(Debug, Clone)]
 pub struct Entry(Repr);

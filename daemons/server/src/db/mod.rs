@@ -11,6 +11,7 @@ pub mod entry;
 pub mod stream;
 pub mod table;
 pub mod value;
+pub mod zset;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
@@ -18,7 +19,8 @@ use parking_lot::Mutex;
 
 pub use entry::{Entry, ValueRef};
 pub use table::{Table, bump_snapshot_epoch, snapshot_epoch};
-pub use value::{Bytes, Hasher, Score, Value, ZSet};
+pub use value::{Bytes, Hasher, Value};
+pub use zset::{Score, ZSet};
 
 use kvfleet_model::NUM_SLOTS;
 

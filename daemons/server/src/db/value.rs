@@ -3,7 +3,7 @@
 //! strings in transit and strings grown in place, hence the spare capacity.
 //! Small hashes keep insertion order (Redis's listpack does, and clients see it).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use indexmap::{IndexMap, IndexSet};
 
@@ -17,7 +17,6 @@ pub type ListVal = VecDeque<Bytes>;
 pub const SMALL_HASH: usize = 128;
 /// Redis's `set-max-intset-entries`: integer sets this small are sorted in Redis.
 pub const SMALL_INTSET: usize = 512;
-pub const SMALL_ZSET: usize = 128;
 pub const SMALL_LIST: usize = 128;
 
 /// A string's `OBJECT ENCODING` by Redis 7.0's rules for a freshly set value.
@@ -37,7 +36,7 @@ pub enum Value {
     Hash(Box<HashVal>),
     List(Box<ListVal>),
     Set(Box<SetVal>),
-    ZSet(Box<ZSet>),
+    ZSet(Box<super::zset::ZSet>),
     Stream(Box<super::stream::Stream>),
 }
 
@@ -74,7 +73,7 @@ impl Value {
                 }
             }
             Value::ZSet(z) => {
-                if z.len() <= SMALL_ZSET && z.scores.keys().all(|m| m.len() <= 64) {
+                if z.is_packed() {
                     "listpack"
                 } else {
                     "skiplist"
@@ -94,85 +93,5 @@ impl Value {
             // an empty stream is a value (XADD MAXLEN 0, XDEL of the last entry)
             Value::Stream(_) => false,
         }
-    }
-}
-
-/// A score with a total order (NaN never enters a sorted set).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Score(pub f64);
-impl Eq for Score {}
-impl PartialOrd for Score {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Score {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        // -0.0 and 0.0 are the same score in Redis
-        let (a, b) = (
-            if self.0 == 0.0 { 0.0 } else { self.0 },
-            if o.0 == 0.0 { 0.0 } else { o.0 },
-        );
-        a.total_cmp(&b)
-    }
-}
-
-/// Sorted set: member → score, plus (score, member) order.
-///
-/// Rank queries walk the ordered set (O(rank)); an order-statistic tree would
-/// make them O(log n). Recorded in docs/server.md as a known gap.
-#[derive(Debug, Clone, Default)]
-pub struct ZSet {
-    pub scores: IndexMap<Bytes, f64, Hasher>,
-    pub order: BTreeSet<(Score, Bytes)>,
-}
-
-impl ZSet {
-    pub fn len(&self) -> usize {
-        self.scores.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.scores.is_empty()
-    }
-
-    /// Inserts or updates; returns the previous score.
-    pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
-        let score = if score == 0.0 { 0.0 } else { score };
-        if let Some(old) = self.scores.get_mut(member) {
-            let prev = *old;
-            if prev != score {
-                let m: Bytes = member.into();
-                self.order.remove(&(Score(prev), m.clone()));
-                self.order.insert((Score(score), m));
-                *old = score;
-            }
-            return Some(prev);
-        }
-        let m: Bytes = member.into();
-        self.scores.insert(m.clone(), score);
-        self.order.insert((Score(score), m));
-        None
-    }
-
-    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
-        let s = self.scores.swap_remove(member)?;
-        self.order.remove(&(Score(s), Bytes::from(member)));
-        Some(s)
-    }
-
-    pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.scores.get(member).copied()
-    }
-
-    /// 0-based rank in ascending order.
-    pub fn rank(&self, member: &[u8]) -> Option<usize> {
-        let s = self.score(member)?;
-        let key = (Score(s), Bytes::from(member));
-        Some(self.order.range(..key).count())
-    }
-
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], f64)> {
-        self.order.iter().map(|(s, m)| (&m[..], s.0))
     }
 }

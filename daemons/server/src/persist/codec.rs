@@ -2,7 +2,8 @@
 
 use kvfleet_rdb::{Encoder, kind, read::Value as RdbValue};
 
-use crate::db::value::{HashVal, ListVal, SetVal, Value, ZSet};
+use crate::db::ZSet;
+use crate::db::value::{HashVal, ListVal, SetVal, Value};
 use crate::db::{Entry, ValueRef};
 
 /// The RDB type we write for a value: the plain encodings, which every Redis loads.
@@ -90,7 +91,8 @@ pub fn to_value(v: RdbValue) -> Result<Value, &'static str> {
         }
         RdbValue::ZSet(members) => {
             nonempty(members.len())?;
-            let mut z = ZSet::default();
+            let longest = members.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
+            let mut z = ZSet::sized(members.len(), longest);
             for (m, score) in members {
                 if z.insert(&m, score).is_some() {
                     return Err("duplicate sorted set member");

@@ -1,0 +1,530 @@
+//! Sorted sets. A small one lives in one buffer, entries in (score,
+//! member) order, as Redis keeps it in a listpack; past
+//! `zset-max-listpack-entries` entries or a member longer than
+//! `zset-max-listpack-value` bytes it becomes a member → score map plus a
+//! (score, member) B-tree, and stays so (as in Redis).
+//!
+//! Why: most sorted sets are small (geo sets, per-user leaderboards), and
+//! the two-structure form costs ~130 bytes and two allocations per member
+//! plus a B-tree walk that chases a pointer per comparison. The buffer costs
+//! the member plus 10 bytes, and a lookup is one linear scan of contiguous
+//! memory (decision 0016).
+
+use std::collections::BTreeSet;
+use std::collections::btree_set;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use indexmap::IndexMap;
+
+use super::value::{Bytes, Hasher};
+
+/// `zset-max-listpack-entries`: the most entries a packed set holds.
+pub static MAX_PACKED_ENTRIES: AtomicUsize = AtomicUsize::new(128);
+/// `zset-max-listpack-value`: the longest member a packed set holds.
+pub static MAX_PACKED_VALUE: AtomicUsize = AtomicUsize::new(64);
+
+/// The longest member a packed set takes (its length is one byte).
+fn max_packed_member() -> usize {
+    MAX_PACKED_VALUE.load(Relaxed).min(u8::MAX as usize)
+}
+
+/// A score with a total order (NaN never enters a sorted set).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score(pub f64);
+impl Eq for Score {}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Score {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // -0.0 and 0.0 are the same score in Redis
+        let (a, b) = (
+            if self.0 == 0.0 { 0.0 } else { self.0 },
+            if o.0 == 0.0 { 0.0 } else { o.0 },
+        );
+        a.total_cmp(&b)
+    }
+}
+
+/// Sorted set: packed while small, a map plus an ordered set once big.
+///
+/// Rank queries walk the order (O(rank)); an order-statistic tree would
+/// make them O(log n) on big sets. Recorded in docs/server.md as a known gap.
+#[derive(Debug, Clone)]
+pub struct ZSet(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Packed(Packed),
+    Big(Box<Big>),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Big {
+    scores: IndexMap<Bytes, f64, Hasher>,
+    order: BTreeSet<(Score, Bytes)>,
+}
+
+impl Default for ZSet {
+    fn default() -> ZSet {
+        ZSet(Repr::Packed(Packed::default()))
+    }
+}
+
+impl ZSet {
+    /// The form Redis gives a set it builds whole (a stored result, a
+    /// loaded value): packed only if `len` members, the longest `longest`
+    /// bytes, fit. A big one keeps -0 scores, as Redis's skiplist does.
+    pub fn sized(len: usize, longest: usize) -> ZSet {
+        if len <= MAX_PACKED_ENTRIES.load(Relaxed) && longest <= max_packed_member() {
+            return ZSet::default();
+        }
+        let mut b = Big::default();
+        b.scores.reserve(len);
+        ZSet(Repr::Big(Box::new(b)))
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Packed(p) => p.n as usize,
+            Repr::Big(b) => b.scores.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether it is in the packed form (`OBJECT ENCODING` says listpack).
+    pub fn is_packed(&self) -> bool {
+        matches!(self.0, Repr::Packed(_))
+    }
+
+    /// Inserts or updates; returns the previous score.
+    pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
+        if let Repr::Packed(p) = &mut self.0 {
+            // Redis's listpack keeps -0 as 0; its skiplist keeps the sign
+            let score = if score == 0.0 { 0.0 } else { score };
+            let (found, at) = p.locate(member, score);
+            if let Some((off, prev)) = found {
+                p.set(off, at, member, score, prev);
+                return Some(prev);
+            }
+            if (p.n as usize) < MAX_PACKED_ENTRIES.load(Relaxed)
+                && member.len() <= max_packed_member()
+            {
+                p.put(at, member, score);
+                return None;
+            }
+            self.unpack();
+        }
+        let Repr::Big(b) = &mut self.0 else {
+            unreachable!("unpacked above")
+        };
+        b.insert(member, score)
+    }
+
+    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        match &mut self.0 {
+            Repr::Packed(p) => p.remove(member),
+            Repr::Big(b) => {
+                let s = b.scores.swap_remove(member)?;
+                b.order.remove(&(Score(s), Bytes::from(member)));
+                Some(s)
+            }
+        }
+    }
+
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        match &self.0 {
+            Repr::Packed(p) => p.score(member),
+            Repr::Big(b) => b.scores.get(member).copied(),
+        }
+    }
+
+    /// 0-based rank in ascending order.
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        match &self.0 {
+            Repr::Packed(p) => p.iter().position(|(m, _)| m == member),
+            Repr::Big(b) => {
+                let s = b.scores.get(member)?;
+                let key = (Score(*s), Bytes::from(member));
+                Some(b.order.range(..key).count())
+            }
+        }
+    }
+
+    /// In (score, member) order, both ways.
+    pub fn iter(&self) -> Iter<'_> {
+        match &self.0 {
+            Repr::Packed(p) => Iter::Packed(p.iter()),
+            Repr::Big(b) => Iter::Big(b.order.iter()),
+        }
+    }
+
+    /// From the first member scored `min` or more, ascending.
+    pub fn from_score(&self, min: f64) -> Iter<'_> {
+        match &self.0 {
+            Repr::Packed(p) => {
+                let mut it = p.iter();
+                it.skip_below(min);
+                Iter::Packed(it)
+            }
+            Repr::Big(b) => {
+                let lo = (Score(min), Bytes::default());
+                Iter::BigRange(b.order.range((Bound::Included(lo), Bound::Unbounded)))
+            }
+        }
+    }
+
+    /// The `i`th member in no particular order but a stable one while the set
+    /// is unchanged (ZRANDMEMBER, ZSCAN cursors). O(1) big, O(i) packed.
+    pub fn get_index(&self, i: usize) -> Option<(&[u8], f64)> {
+        match &self.0 {
+            Repr::Packed(p) => p.iter().nth(i),
+            Repr::Big(b) => b.scores.get_index(i).map(|(m, s)| (&m[..], *s)),
+        }
+    }
+
+    /// Bytes held, for `MEMORY USAGE`.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Repr::Packed(p) => p.buf.capacity(),
+            Repr::Big(b) => {
+                // map bucket + index, B-tree entry, and the two member copies
+                b.scores
+                    .iter()
+                    .map(|(m, _)| 2 * m.len() + 72)
+                    .sum::<usize>()
+            }
+        }
+    }
+
+    fn unpack(&mut self) {
+        let Repr::Packed(p) = &self.0 else { return };
+        let mut b = Big::default();
+        b.scores.reserve(p.n as usize + 1);
+        for (m, s) in p.iter() {
+            b.insert(m, s);
+        }
+        self.0 = Repr::Big(Box::new(b));
+    }
+}
+
+impl Big {
+    fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
+        if let Some(old) = self.scores.get_mut(member) {
+            let prev = *old;
+            if prev != score {
+                let m: Bytes = member.into();
+                self.order.remove(&(Score(prev), m.clone()));
+                self.order.insert((Score(score), m));
+                *old = score;
+            }
+            return Some(prev);
+        }
+        let m: Bytes = member.into();
+        self.scores.insert(m.clone(), score);
+        self.order.insert((Score(score), m));
+        None
+    }
+}
+
+/// Entries back to back, each `[len: u8][member][score: f64 LE][len: u8]`:
+/// the trailing length lets iteration run backwards.
+#[derive(Debug, Clone, Default)]
+struct Packed {
+    buf: Vec<u8>,
+    n: u32,
+}
+
+/// An entry's size around a member of `len` bytes.
+const fn entry_size(len: usize) -> usize {
+    len + 10
+}
+
+impl Packed {
+    fn iter(&self) -> PackedIter<'_> {
+        PackedIter {
+            buf: &self.buf,
+            front: 0,
+            back: self.buf.len(),
+        }
+    }
+
+    fn find(&self, member: &[u8]) -> Option<usize> {
+        let mut off = 0;
+        while off < self.buf.len() {
+            let len = self.buf[off] as usize;
+            if len == member.len() && &self.buf[off + 1..off + 1 + len] == member {
+                return Some(off);
+            }
+            off += entry_size(len);
+        }
+        None
+    }
+
+    fn score_at(&self, off: usize) -> f64 {
+        let at = off + 1 + self.buf[off] as usize;
+        f64::from_le_bytes(self.buf[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    fn score(&self, member: &[u8]) -> Option<f64> {
+        self.find(member).map(|off| self.score_at(off))
+    }
+
+    /// One pass: where `member` is (offset, score), and where an entry
+    /// (`score`, `member`) goes in order (before any entry greater than it).
+    fn locate(&self, member: &[u8], score: f64) -> (Option<(usize, f64)>, usize) {
+        let (mut found, mut at) = (None, None);
+        let mut off = 0;
+        while off < self.buf.len() {
+            let len = self.buf[off] as usize;
+            let m = &self.buf[off + 1..off + 1 + len];
+            let s = self.score_at(off);
+            if found.is_none() && m == member {
+                found = Some((off, s));
+            }
+            if at.is_none() && (Score(s), m) > (Score(score), member) {
+                at = Some(off);
+            }
+            if found.is_some() && at.is_some() {
+                break;
+            }
+            off += entry_size(len);
+        }
+        (found, at.unwrap_or(self.buf.len()))
+    }
+
+    /// Writes a new entry at `at` (an entry boundary).
+    fn put(&mut self, at: usize, member: &[u8], score: f64) {
+        let size = entry_size(member.len());
+        let old = self.buf.len();
+        if self.buf.capacity() < old + size {
+            // grow by an eighth, not double: sets stay small and many
+            self.buf.reserve_exact(size.max(old / 8));
+        }
+        self.buf.resize(old + size, 0);
+        self.buf.copy_within(at..old, at + size);
+        let e = &mut self.buf[at..at + size];
+        e[0] = member.len() as u8;
+        e[1..1 + member.len()].copy_from_slice(member);
+        e[1 + member.len()..size - 1].copy_from_slice(&score.to_le_bytes());
+        e[size - 1] = member.len() as u8;
+        self.n += 1;
+    }
+
+    /// Gives the member at `off` (scored `prev`) the score `score`; `at` is
+    /// where `locate` placed the new (score, member) with the old entry in.
+    fn set(&mut self, off: usize, at: usize, member: &[u8], score: f64, prev: f64) {
+        if prev == score {
+            return;
+        }
+        let size = entry_size(member.len());
+        // the entry stays where it is when nothing lies between the two places
+        if at == off || at == off + size {
+            let s = off + 1 + member.len();
+            self.buf[s..s + 8].copy_from_slice(&score.to_le_bytes());
+            return;
+        }
+        self.buf.drain(off..off + size);
+        self.n -= 1;
+        self.put(if at > off { at - size } else { at }, member, score);
+    }
+
+    fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let off = self.find(member)?;
+        let s = self.score_at(off);
+        self.buf.drain(off..off + entry_size(member.len()));
+        self.n -= 1;
+        if self.buf.capacity() > 2 * self.buf.len() + 64 {
+            self.buf.shrink_to(self.buf.len() + self.buf.len() / 8);
+        }
+        Some(s)
+    }
+}
+
+pub struct PackedIter<'a> {
+    buf: &'a [u8],
+    front: usize,
+    back: usize,
+}
+
+impl<'a> PackedIter<'a> {
+    /// Moves the front past every entry scored below `min`.
+    fn skip_below(&mut self, min: f64) {
+        while self.front < self.back {
+            let len = self.buf[self.front] as usize;
+            let at = self.front + 1 + len;
+            let s = f64::from_le_bytes(self.buf[at..at + 8].try_into().expect("8 bytes"));
+            if Score(s) >= Score(min) {
+                return;
+            }
+            self.front += entry_size(len);
+        }
+    }
+
+    fn entry(&self, off: usize) -> (&'a [u8], f64) {
+        let len = self.buf[off] as usize;
+        let at = off + 1 + len;
+        let s = f64::from_le_bytes(self.buf[at..at + 8].try_into().expect("8 bytes"));
+        (&self.buf[off + 1..at], s)
+    }
+}
+
+impl<'a> Iterator for PackedIter<'a> {
+    type Item = (&'a [u8], f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.front >= self.back {
+            return None;
+        }
+        let e = self.entry(self.front);
+        self.front += entry_size(e.0.len());
+        Some(e)
+    }
+}
+
+impl DoubleEndedIterator for PackedIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.front >= self.back {
+            return None;
+        }
+        let len = self.buf[self.back - 1] as usize;
+        self.back -= entry_size(len);
+        Some(self.entry(self.back))
+    }
+}
+
+/// Members with their scores in order, from either form.
+pub enum Iter<'a> {
+    Packed(PackedIter<'a>),
+    Big(btree_set::Iter<'a, (Score, Bytes)>),
+    BigRange(btree_set::Range<'a, (Score, Bytes)>),
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a [u8], f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Packed(it) => it.next(),
+            Iter::Big(it) => it.next().map(|(s, m)| (&m[..], s.0)),
+            Iter::BigRange(it) => it.next().map(|(s, m)| (&m[..], s.0)),
+        }
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Packed(it) => it.next_back(),
+            Iter::Big(it) => it.next_back().map(|(s, m)| (&m[..], s.0)),
+            Iter::BigRange(it) => it.next_back().map(|(s, m)| (&m[..], s.0)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// The reference: what the set must hold, as member → score.
+    fn check(z: &ZSet, model: &BTreeMap<Vec<u8>, f64>) {
+        assert_eq!(z.len(), model.len());
+        let mut want: Vec<(Score, Vec<u8>)> =
+            model.iter().map(|(m, s)| (Score(*s), m.clone())).collect();
+        want.sort();
+        let got: Vec<(Score, Vec<u8>)> = z.iter().map(|(m, s)| (Score(s), m.to_vec())).collect();
+        assert_eq!(got, want);
+        let back: Vec<(Score, Vec<u8>)> = z
+            .iter()
+            .rev()
+            .map(|(m, s)| (Score(s), m.to_vec()))
+            .collect();
+        assert_eq!(back, want.iter().rev().cloned().collect::<Vec<_>>());
+        for (i, (s, m)) in want.iter().enumerate() {
+            assert_eq!(z.score(m), Some(s.0));
+            assert_eq!(z.rank(m), Some(i));
+        }
+    }
+
+    #[test]
+    fn random_operations_match_a_model_in_both_forms() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..50 {
+            let (mut z, mut model) = (ZSet::default(), BTreeMap::new());
+            for _ in 0..400 {
+                // few distinct scores: ties order by member, as in Redis
+                let m = format!("m{}", rng.u32(..200)).into_bytes();
+                let s = [-0.0, 0.0, 1.5, -3.0, f64::INFINITY][rng.usize(..5)] + rng.u8(..3) as f64;
+                if rng.u8(..4) == 0 {
+                    assert_eq!(z.remove(&m), model.remove(&m));
+                } else {
+                    let s = if s == 0.0 { 0.0 } else { s };
+                    assert_eq!(z.insert(&m, s), model.insert(m.clone(), s));
+                }
+            }
+            check(&z, &model);
+            assert!(!z.is_packed() || z.len() <= 128);
+        }
+    }
+
+    #[test]
+    fn a_set_unpacks_past_the_limits_and_stays_unpacked() {
+        let mut z = ZSet::default();
+        for i in 0..128 {
+            z.insert(format!("{i:03}").as_bytes(), i as f64);
+        }
+        assert!(z.is_packed());
+        z.insert(b"one more", 0.5);
+        assert!(!z.is_packed());
+        assert_eq!(z.rank(b"one more"), Some(1));
+        for i in 0..100 {
+            z.remove(format!("{i:03}").as_bytes());
+        }
+        assert!(!z.is_packed(), "Redis does not convert back either");
+
+        let mut z = ZSet::default();
+        z.insert(b"a", 1.0);
+        z.insert(&[b'x'; 64], 2.0);
+        assert!(z.is_packed());
+        z.insert(&[b'x'; 65], 3.0);
+        assert!(!z.is_packed());
+        assert_eq!(
+            z.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+            [1.0, 2.0, 3.0]
+        );
+    }
+
+    #[test]
+    fn updates_move_entries_and_range_starts_at_the_score() {
+        let mut z = ZSet::default();
+        for (m, s) in [(&b"a"[..], 1.0), (b"b", 2.0), (b"c", 3.0), (b"d", 4.0)] {
+            z.insert(m, s);
+        }
+        // in place, to the front, to the back, across one neighbour
+        assert_eq!(z.insert(b"b", 2.5), Some(2.0));
+        assert_eq!(z.insert(b"d", 0.0), Some(4.0));
+        assert_eq!(z.insert(b"a", 9.0), Some(1.0));
+        assert_eq!(z.insert(b"c", 2.0), Some(3.0));
+        let order: Vec<_> = z.iter().map(|(m, s)| (m.to_vec(), s)).collect();
+        assert_eq!(
+            order,
+            [
+                (b"d".to_vec(), 0.0),
+                (b"c".to_vec(), 2.0),
+                (b"b".to_vec(), 2.5),
+                (b"a".to_vec(), 9.0)
+            ]
+        );
+        assert_eq!(z.from_score(2.2).next(), Some((&b"b"[..], 2.5)));
+        assert_eq!(z.from_score(-0.0).next(), Some((&b"d"[..], 0.0)));
+        assert_eq!(z.from_score(10.0).next(), None);
+        assert_eq!(z.get_index(3), Some((&b"a"[..], 9.0)));
+    }
+}
