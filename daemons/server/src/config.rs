@@ -42,6 +42,11 @@ pub struct Config {
     pub lfu_log_factor: u32,
     /// Minutes per step of LFU counter decay; 0 means no decay. Default 1.
     pub lfu_decay_time: u32,
+    /// Sorted sets of up to this many members stay packed in one buffer
+    /// (Redis's `zset-max-listpack-entries`, decision 0016). Default 128.
+    pub zset_max_listpack_entries: usize,
+    /// ... and of members up to this many bytes (at most 255). Default 64.
+    pub zset_max_listpack_value: usize,
     /// Close idle clients after this many seconds; 0 means never. Default 0.
     pub timeout: u64,
     /// Background task frequency (active expiry). Default 10.
@@ -123,6 +128,8 @@ impl Default for Config {
             maxmemory_samples: DEFAULT_MAXMEMORY_SAMPLES,
             lfu_log_factor: DEFAULT_LFU_LOG_FACTOR,
             lfu_decay_time: DEFAULT_LFU_DECAY_TIME,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
             timeout: 0,
             hz: DEFAULT_HZ,
             proto_max_bulk_len: DEFAULT_PROTO_MAX_BULK_LEN,

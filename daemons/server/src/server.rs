@@ -232,7 +232,7 @@ impl Server {
             }
         }
         let rt = cfg.clone();
-        crate::db::set_access_policy(&rt);
+        crate::db::apply_config(&rt);
         let run_id = (0..40)
             .map(|_| char::from_digit(fastrand::u32(..16), 16).expect("hex digit"))
             .collect();

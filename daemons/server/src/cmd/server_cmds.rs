@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::{CmdError, CmdResult, Ctx, SYNTAX, cursor_arg, err, int_arg, is, scan_opts};
 use crate::cmd::keys::scan_slot;
 use crate::config::POLICIES;
-use crate::db::zset;
 use crate::server::Server;
 use crate::util::{self, glob_match};
 use kvfleet_model::NUM_SLOTS;
@@ -202,11 +201,11 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("set-max-intset-entries", "512".into()),
         (
             "zset-max-listpack-entries",
-            zset::MAX_PACKED_ENTRIES.load(Relaxed).to_string(),
+            rt.zset_max_listpack_entries.to_string(),
         ),
         (
             "zset-max-listpack-value",
-            zset::MAX_PACKED_VALUE.load(Relaxed).to_string(),
+            rt.zset_max_listpack_value.to_string(),
         ),
         ("list-max-listpack-size", "-2".into()),
         (
@@ -365,10 +364,10 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         }
         // sets already packed or not stay so; new and growing ones follow these
         "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
-            zset::MAX_PACKED_ENTRIES.store(int_range(num()?)? as usize, Relaxed)
+            rt.zset_max_listpack_entries = int_range(num()?)? as usize
         }
         "zset-max-listpack-value" | "zset-max-ziplist-value" => {
-            zset::MAX_PACKED_VALUE.store(int_range(num()?)? as usize, Relaxed)
+            rt.zset_max_listpack_value = int_range(num()?)? as usize
         }
         "aof-load-truncated" => rt.aof_load_truncated = yes_no(v)?,
         "rdbcompression" => rt.rdbcompression = yes_no(v)?,
@@ -433,7 +432,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         }
         _ => return Err(String::new()),
     }
-    crate::db::set_access_policy(&rt);
+    crate::db::apply_config(&rt);
     Ok(())
 }
 

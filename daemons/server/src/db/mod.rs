@@ -57,13 +57,17 @@ pub fn tick_lru_clock() {
     LRU_CLOCK.store(LRU_BASE + s, Relaxed);
 }
 
-/// Sets what access stamps mean from now on (`maxmemory-policy`, `lfu-*`).
-/// Like Redis, stamps written under the other policy read as noise until
-/// their keys are touched again.
-pub fn set_access_policy(cfg: &crate::config::Config) {
+/// Publishes the settings the keyspace reads on its hot paths, at start
+/// and after `CONFIG SET`: what access stamps mean from now on
+/// (`maxmemory-policy`, `lfu-*`; like Redis, stamps written under the other
+/// policy read as noise until their keys are touched again) and when a
+/// sorted set stops being packed.
+pub fn apply_config(cfg: &crate::config::Config) {
     LFU_MODE.store(cfg.maxmemory_policy.ends_with("-lfu"), Relaxed);
     LFU_LOG_FACTOR.store(cfg.lfu_log_factor, Relaxed);
     LFU_DECAY_TIME.store(cfg.lfu_decay_time, Relaxed);
+    zset::MAX_PACKED_ENTRIES.store(cfg.zset_max_listpack_entries, Relaxed);
+    zset::MAX_PACKED_VALUE.store(cfg.zset_max_listpack_value, Relaxed);
 }
 
 pub fn lfu_mode() -> bool {
