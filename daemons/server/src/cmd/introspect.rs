@@ -34,7 +34,8 @@ fn usage(key: &[u8], v: ValueRef<'_>) -> usize {
                 128 + s
                     .entries
                     .values()
-                    .map(|fv| 48 + fv.iter().map(|b| b.len() + 16).sum::<usize>())
+                    // B-tree slot and the entry's one allocation
+                    .map(|fv| 40 + fv.heap_bytes())
                     .sum::<usize>()
             }
         }

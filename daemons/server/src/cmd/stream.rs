@@ -89,11 +89,12 @@ fn stream_mut<'a>(
     }
 }
 
-fn reply_entry(ctx: &mut Ctx<'_, '_>, id: &StreamId, fv: &[Box<[u8]>]) {
+fn reply_entry(ctx: &mut Ctx<'_, '_>, id: &StreamId, fv: &Fields) {
     ctx.array(2);
     ctx.bulk(&id.fmt());
-    ctx.array(fv.len());
-    for b in fv {
+    let items = fv.iter();
+    ctx.array(items.len());
+    for b in items {
         ctx.bulk(b);
     }
 }
@@ -281,8 +282,7 @@ fn xadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
     };
     let s = stream_mut(ctx, key)?.expect("just made");
-    s.entries
-        .insert(id, a[i + 1..].iter().map(|b| Box::from(*b)).collect());
+    s.entries.insert(id, Fields::new(&a[i + 1..]));
     s.last_id = id;
     s.entries_added += 1;
     if let Some(t) = &trim {

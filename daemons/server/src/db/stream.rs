@@ -8,8 +8,114 @@ use kvfleet_rdb::stream::{ConsumerData, GroupData, StreamData};
 
 use super::value::Bytes;
 
-/// An entry's field/value pairs, flattened.
-pub type Fields = Box<[Bytes]>;
+/// An entry's field/value pairs in one allocation: the item count, then
+/// each item as `[len][bytes]`, counts and lengths LEB128. A boxed slice of
+/// boxed items cost an allocation per field and per value plus the slice
+/// (an XADD of one pair: ~64 bytes in three allocations; this: 16 in one).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Fields(Box<[u8]>);
+
+impl Fields {
+    pub fn new<T: AsRef<[u8]>>(items: &[T]) -> Fields {
+        let body: usize = items
+            .iter()
+            .map(|i| varint_len(i.as_ref().len()) + i.as_ref().len())
+            .sum();
+        let mut v = Vec::with_capacity(varint_len(items.len()) + body);
+        put_varint(&mut v, items.len());
+        for i in items {
+            put_varint(&mut v, i.as_ref().len());
+            v.extend_from_slice(i.as_ref());
+        }
+        Fields(v.into_boxed_slice())
+    }
+
+    /// Items (fields and values both).
+    pub fn len(&self) -> usize {
+        get_varint(&self.0).0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> FieldsIter<'_> {
+        let (left, at) = get_varint(&self.0);
+        FieldsIter {
+            buf: &self.0[at..],
+            left,
+        }
+    }
+}
+
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+pub struct FieldsIter<'a> {
+    buf: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for FieldsIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let (len, at) = get_varint(self.buf);
+        let (item, rest) = self.buf[at..].split_at(len);
+        self.buf = rest;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for FieldsIter<'_> {}
+
+fn varint_len(mut n: usize) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_varint(v: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        v.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    v.push(n as u8);
+}
+
+/// The value and the bytes it took; only ever reads what `put_varint` wrote.
+fn get_varint(b: &[u8]) -> (usize, usize) {
+    let (mut n, mut shift, mut i) = (0usize, 0, 0);
+    loop {
+        let byte = b[i];
+        n |= ((byte & 0x7f) as usize) << shift;
+        i += 1;
+        if byte < 0x80 {
+            return (n, i);
+        }
+        shift += 7;
+    }
+}
 
 /// A formatted [`StreamId`]: two u64s and a dash fit in 41 bytes.
 pub struct IdText {
@@ -185,10 +291,7 @@ impl Stream {
             if fv.is_empty() || fv.len() % 2 != 0 {
                 return Err("stream entry without field/value pairs");
             }
-            s.entries.insert(
-                StreamId::from_pair(id),
-                fv.into_iter().map(Bytes::from).collect(),
-            );
+            s.entries.insert(StreamId::from_pair(id), Fields::new(&fv));
         }
         for g in d.groups {
             let mut group = Group {
@@ -236,6 +339,18 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::StreamId;
+
+    #[test]
+    fn fields_keep_their_items_and_order() {
+        use super::Fields;
+        let long = vec![b'x'; 300];
+        let items: [&[u8]; 4] = [b"f", b"", &long, b"v"];
+        let f = Fields::new(&items);
+        assert_eq!(f.len(), 4);
+        assert_eq!(f.iter().collect::<Vec<_>>(), items);
+        assert_eq!(f.iter().len(), 4);
+        assert!(Fields::new::<&[u8]>(&[]).is_empty());
+    }
 
     #[test]
     fn ids_format_as_redis_prints_them() {
