@@ -324,14 +324,8 @@ fn random_sorted_set_operations_match_redis_across_both_encodings() {
                 c
             }
             11 => {
-                let mut c = vec!["ZRANGE".to_string(), key];
                 let rev = g.below(2) == 0;
-                let (lo, hi) = (bound(g), bound(g));
-                c.extend(if rev { [hi, lo] } else { [lo, hi] });
-                c.push("BYSCORE".into());
-                if rev {
-                    c.push("REV".into());
-                }
+                let mut c = zrange_by(key, (bound(g), bound(g)), "BYSCORE", rev);
                 if g.below(2) == 0 {
                     c.extend([
                         "LIMIT".into(),
@@ -343,15 +337,8 @@ fn random_sorted_set_operations_match_redis_across_both_encodings() {
                 c
             }
             12 => {
-                let mut c = vec!["ZRANGE".to_string(), "zl".into()];
                 let rev = g.below(2) == 0;
-                let (lo, hi) = (lex(g), lex(g));
-                c.extend(if rev { [hi, lo] } else { [lo, hi] });
-                c.push("BYLEX".into());
-                if rev {
-                    c.push("REV".into());
-                }
-                c
+                zrange_by("zl".into(), (lex(g), lex(g)), "BYLEX", rev)
             }
             13 => vec![
                 g.pick(&["ZRANK", "ZREVRANK", "ZSCORE"]).into(),
@@ -387,6 +374,17 @@ fn random_sorted_set_operations_match_redis_across_both_encodings() {
             }
         }
     });
+}
+
+/// `ZRANGE key lo hi BY… [REV]`, the bounds swapped for REV as Redis expects.
+fn zrange_by(key: String, (lo, hi): (String, String), by: &str, rev: bool) -> Vec<String> {
+    let mut c = vec!["ZRANGE".to_string(), key];
+    c.extend(if rev { [hi, lo] } else { [lo, hi] });
+    c.push(by.into());
+    if rev {
+        c.push("REV".into());
+    }
+    c
 }
 
 /// IDs in a small space (so XDEL, XRANGE and XCLAIM hit existing entries).
