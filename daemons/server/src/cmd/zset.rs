@@ -770,7 +770,21 @@ fn zrandmember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
                 Some(c) if c >= z.len() as i64 => {
                     z.iter().rev().map(|(m, s)| (m.into(), s)).collect()
                 }
-                Some(c) => random_picks(c, z.len()).into_iter().map(by_index).collect(),
+                Some(c) => {
+                    // a packed set is walked once here, not once per pick
+                    let packed: Vec<(&[u8], f64)> = if z.is_packed() {
+                        z.iter().collect()
+                    } else {
+                        Vec::new()
+                    };
+                    random_picks(c, z.len())
+                        .into_iter()
+                        .map(|i| match packed.get(i) {
+                            Some(&(m, s)) => (Bytes::from(m), s),
+                            None => by_index(i),
+                        })
+                        .collect()
+                }
             }
         }
         None => Items::new(),
