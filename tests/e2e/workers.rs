@@ -9,6 +9,40 @@ use std::time::Duration;
 use kvfleet_harness::{CpuGroup, RawClient, bulk, eventually, kvfleet_server};
 use kvfleet_resp::Frame;
 
+/// Client threads that load a server until stopped.
+struct Loaders<T> {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<T>>,
+}
+
+/// `n` threads, each running `body(i, its client, stop flag)`, which loops
+/// until the flag is set and returns what the test checks.
+fn loaders<T: Send + 'static>(
+    port: u16,
+    n: usize,
+    body: impl Fn(usize, RawClient, &AtomicBool) -> T + Clone + Send + 'static,
+) -> Loaders<T> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = (0..n)
+        .map(|i| {
+            let (stop, body) = (stop.clone(), body.clone());
+            std::thread::spawn(move || body(i, RawClient::connect(port), &stop))
+        })
+        .collect();
+    Loaders { stop, threads }
+}
+
+impl<T> Loaders<T> {
+    /// Stops the threads; their results, in order.
+    fn stop(self) -> Vec<T> {
+        self.stop.store(true, Relaxed);
+        self.threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect()
+    }
+}
+
 fn id(c: &mut RawClient) -> i64 {
     match c.call(&["CLIENT", "ID"]) {
         Frame::Integer(n) => n,
@@ -297,27 +331,17 @@ fn a_cpu_quota_turns_busy_polling_off() {
         Duration::from_secs(5)
     ));
     // a request-per-round-trip load that polls without a quota: not under one
-    let stop = Arc::new(AtomicBool::new(false));
-    let loaders: Vec<_> = (0..8)
-        .map(|_| {
-            let (port, stop) = (srv.port, stop.clone());
-            std::thread::spawn(move || {
-                let mut l = RawClient::connect(port);
-                while !stop.load(Relaxed) {
-                    l.cmd(&[b"SET", b"k", b"v"]);
-                }
-            })
-        })
-        .collect();
+    let load = loaders(srv.port, 8, |_, mut l, stop| {
+        while !stop.load(Relaxed) {
+            l.cmd(&[b"SET", b"k", b"v"]);
+        }
+    });
     for _ in 0..15 {
         std::thread::sleep(Duration::from_millis(100));
         let t0 = c.info_field("server", "kvfleet_thread0");
         assert!(t0.contains(",polling=0,"), "polling under a quota: {t0}");
     }
-    stop.store(true, Relaxed);
-    for l in loaders {
-        l.join().unwrap();
-    }
+    load.stop();
     // out of the group: the quota is gone
     drop(group);
     assert!(c.wait_info(
@@ -335,27 +359,20 @@ fn a_saturated_worker_bursts_its_replies_and_loses_none() {
     // 8 clients pipeline 32 INCRs of their own counter per round trip and
     // check every reply, in order, while the one worker is saturated and
     // holds replies for a burst (decision 0015)
-    let stop = Arc::new(AtomicBool::new(false));
-    let loaders: Vec<_> = (0..8)
-        .map(|i| {
-            let (port, stop) = (srv.port, stop.clone());
-            std::thread::spawn(move || {
-                let mut l = RawClient::connect(port);
-                let key = format!("burst:{i}");
-                let batch: Vec<Vec<Vec<u8>>> = (0..32)
-                    .map(|_| vec![b"INCR".to_vec(), key.clone().into_bytes()])
-                    .collect();
-                let mut n = 0u64;
-                while !stop.load(Relaxed) {
-                    for r in l.pipeline(&batch) {
-                        n += 1;
-                        assert_eq!(r, format!(":{n}\r\n").into_bytes(), "client {i}");
-                    }
-                }
-                (key, n)
-            })
-        })
-        .collect();
+    let load = loaders(srv.port, 8, |i, mut l, stop| {
+        let key = format!("burst:{i}");
+        let batch: Vec<Vec<Vec<u8>>> = (0..32)
+            .map(|_| vec![b"INCR".to_vec(), key.clone().into_bytes()])
+            .collect();
+        let mut n = 0u64;
+        while !stop.load(Relaxed) {
+            for r in l.pipeline(&batch) {
+                n += 1;
+                assert_eq!(r, format!(":{n}\r\n").into_bytes(), "client {i}");
+            }
+        }
+        (key, n)
+    });
     let busy = |c: &mut RawClient| -> f64 {
         let t0 = c.info_field("server", "kvfleet_thread0");
         let b = t0.split(',').find_map(|f| f.strip_prefix("busy=")).unwrap();
@@ -364,9 +381,7 @@ fn a_saturated_worker_bursts_its_replies_and_loses_none() {
     let saturated = eventually(Duration::from_secs(15), || busy(&mut c) >= 0.97);
     // a few governor periods of bursts
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Relaxed);
-    for l in loaders {
-        let (key, n) = l.join().unwrap();
+    for (key, n) in load.stop() {
         assert!(n > 0);
         assert_eq!(c.call(&["GET", &key]), bulk(&n.to_string()), "{key}");
     }
