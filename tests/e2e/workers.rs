@@ -353,12 +353,15 @@ fn a_cpu_quota_turns_busy_polling_off() {
 }
 
 #[test]
-fn a_saturated_worker_bursts_its_replies_and_loses_none() {
-    let srv = kvfleet_server(&["--threads", "1"]);
+fn a_worker_writing_its_replies_in_bursts_loses_none() {
+    // bursts from any busy share: whether this machine's worker reaches the
+    // default 97% depends on what else runs here, and the threshold itself
+    // is a unit test (`workers::tests`)
+    let srv = kvfleet_server(&["--threads", "1", "--reply-burst-busy", "0"]);
     let mut c = srv.client();
     // 8 clients pipeline 32 INCRs of their own counter per round trip and
-    // check every reply, in order, while the one worker is saturated and
-    // holds replies for a burst (decision 0015)
+    // check every reply, in order, while the worker holds replies for a
+    // burst (decision 0015)
     let load = loaders(srv.port, 8, |i, mut l, stop| {
         let key = format!("burst:{i}");
         let batch: Vec<Vec<Vec<u8>>> = (0..32)
@@ -373,17 +376,25 @@ fn a_saturated_worker_bursts_its_replies_and_loses_none() {
         }
         (key, n)
     });
-    let busy = |c: &mut RawClient| -> f64 {
+    let bursts = |c: &mut RawClient| -> u64 {
         let t0 = c.info_field("server", "kvfleet_thread0");
-        let b = t0.split(',').find_map(|f| f.strip_prefix("busy=")).unwrap();
+        let b = t0
+            .split(',')
+            .find_map(|f| f.strip_prefix("bursts="))
+            .unwrap();
         b.parse().unwrap()
     };
-    let saturated = eventually(Duration::from_secs(15), || busy(&mut c) >= 0.97);
-    // a few governor periods of bursts
-    std::thread::sleep(Duration::from_millis(500));
+    let held = eventually(Duration::from_secs(15), || bursts(&mut c) >= 2000);
     for (key, n) in load.stop() {
         assert!(n > 0);
         assert_eq!(c.call(&["GET", &key]), bulk(&n.to_string()), "{key}");
     }
-    assert!(saturated, "the worker never reached 97% busy");
+    assert!(held, "replies were not held for bursts: {}", bursts(&mut c));
+    // above 1: never
+    let off = kvfleet_server(&["--threads", "1", "--reply-burst-busy", "1.5"]);
+    let mut c = off.client();
+    for _ in 0..100 {
+        assert_eq!(c.call(&["PING"]), Frame::Simple("PONG".into()));
+    }
+    assert_eq!(bursts(&mut c), 0);
 }

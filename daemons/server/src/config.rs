@@ -73,6 +73,10 @@ pub struct Config {
     /// many microseconds for the next request before sleeping (decision
     /// 0014); 0 never polls, at most 1000. Default 20.
     pub busy_poll_us: u64,
+    /// A worker at least this busy (share of the governor's last period)
+    /// writes its replies in bursts, after serving every ready client
+    /// (decision 0015); 0 always, above 1 never. Default 0.97.
+    pub reply_burst_busy: f64,
     /// Slots this server owns, as ranges like `"0-511"`; empty means all. Default all.
     pub slots: Vec<String>,
     /// Address returned in `-MOVED` errors for slots owned elsewhere. Default empty.
@@ -141,6 +145,7 @@ impl Default for Config {
             threads: 0,
             adaptive_threads: true,
             busy_poll_us: 20,
+            reply_burst_busy: 0.97,
             slots: Vec::new(),
             moved_addr: String::new(),
             dir: ".".into(),

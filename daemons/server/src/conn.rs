@@ -225,11 +225,13 @@ async fn conn_loop(
             }
         }
         cmd::flush_stats(srv, conn);
-        if !out.is_empty() && !conn.close && srv.workers.saturated(handle.rt.load(Relaxed)) {
+        let rt = handle.rt.load(Relaxed);
+        if !out.is_empty() && !conn.close && srv.workers.saturated(rt) {
             // a saturated worker's clients wait on it, asleep: each reply
             // written at once wakes one (on loopback, at our expense). Let
             // every ready client be served first, then write the replies
             // in a burst, as Redis does before it sleeps (decision 0015)
+            srv.workers.burst(rt);
             tokio::task::yield_now().await;
         }
         flush(stream, out, srv, &handle).await?;

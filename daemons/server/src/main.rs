@@ -43,6 +43,9 @@ struct Args {
     /// Microseconds a busy worker polls for the next request before sleeping (0 = never).
     #[arg(long)]
     busy_poll_us: Option<u64>,
+    /// Busy share (0-1) from which a worker writes its replies in bursts; above 1 never.
+    #[arg(long)]
+    reply_burst_busy: Option<f64>,
     /// Directory of the RDB file.
     #[arg(long)]
     dir: Option<String>,
@@ -98,6 +101,9 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(u) = args.busy_poll_us {
         cfg.busy_poll_us = u;
+    }
+    if let Some(b) = args.reply_burst_busy {
+        cfg.reply_burst_busy = b;
     }
     if let Some(d) = &args.dir {
         cfg.dir = d.clone();

@@ -279,7 +279,11 @@ impl Server {
             port: AtomicU64::new(cfg.port as u64),
             config_file,
             bind: cfg.bind.clone(),
-            workers: crate::workers::Workers::new(cfg.threads, cfg.adaptive_threads),
+            workers: crate::workers::Workers::new(
+                cfg.threads,
+                cfg.adaptive_threads,
+                cfg.reply_burst_busy,
+            ),
             lastsave: AtomicU64::new(crate::util::now_ms() / 1000),
             persist,
         })

@@ -72,9 +72,6 @@ const ACTIVE_MS: u64 = 1000;
 /// and polling still lowers the client's CPU per request.
 const POLL_BUSY: f64 = 0.5;
 const POLL_IDLE_CORES: f64 = 0.1;
-/// A runtime at least this busy (permille) holds its replies until it has
-/// served every ready client (`Workers::saturated`).
-const BURST_BUSY_PERMILLE: u32 = 970;
 /// How often the governor re-reads the cgroup's CPU quota (`crate::quota`).
 const QUOTA_EVERY: Duration = Duration::from_secs(1);
 
@@ -89,6 +86,12 @@ pub struct Workers {
     conns: Box<[AtomicUsize]>,
     /// Each runtime's busy share over the governor's last period, permille (INFO).
     busy: Box<[AtomicU32]>,
+    /// A runtime at least this busy (permille) holds its replies until it
+    /// has served every ready client (`Workers::saturated`); `u32::MAX`: never.
+    burst_busy: u32,
+    /// Replies each runtime held for a burst (INFO), a cache line each: each
+    /// is written by its own runtime's thread.
+    bursts: Box<[Counter]>,
     /// Connections moved between runtimes (INFO).
     pub moves: AtomicU64,
     /// Spreads undone because they did not pay (INFO).
@@ -99,6 +102,11 @@ pub struct Workers {
     quota_milli: AtomicU64,
     gov: Mutex<Governor>,
 }
+
+/// A counter on a cache line of its own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Counter(AtomicU64);
 
 struct Governor {
     last: Option<Instant>,
@@ -159,7 +167,9 @@ impl Default for Governor {
 }
 
 impl Workers {
-    pub fn new(threads: usize, adaptive: bool) -> Workers {
+    /// `burst_busy`: the busy share (0–1) from which a runtime writes its
+    /// replies in bursts (decision 0015); above 1 never.
+    pub fn new(threads: usize, adaptive: bool, burst_busy: f64) -> Workers {
         let threads = threads.max(1);
         Workers {
             handles: OnceLock::new(),
@@ -168,6 +178,12 @@ impl Workers {
             active: AtomicUsize::new(if adaptive { 1 } else { threads }),
             conns: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
             busy: (0..threads).map(|_| AtomicU32::new(0)).collect(),
+            burst_busy: if burst_busy > 1.0 {
+                u32::MAX
+            } else {
+                (burst_busy.max(0.0) * 1000.0).round() as u32
+            },
+            bursts: (0..threads).map(|_| Counter::default()).collect(),
             moves: AtomicU64::new(0),
             undone: AtomicU64::new(0),
             no_clients: AtomicBool::new(false),
@@ -217,7 +233,19 @@ impl Workers {
     pub fn saturated(&self, rt: usize) -> bool {
         self.busy
             .get(rt)
-            .is_some_and(|b| b.load(Relaxed) >= BURST_BUSY_PERMILLE)
+            .is_some_and(|b| b.load(Relaxed) >= self.burst_busy)
+    }
+
+    /// Counts a reply held for a burst on runtime `rt`.
+    pub fn burst(&self, rt: usize) {
+        if let Some(c) = self.bursts.get(rt) {
+            c.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Replies runtime `rt` held for a burst since start.
+    pub fn bursts(&self, rt: usize) -> u64 {
+        self.bursts.get(rt).map_or(0, |c| c.0.load(Relaxed))
     }
 
     /// Each runtime's connection count and busy share (permille) over the last period.
@@ -792,7 +820,7 @@ mod tests {
 
     #[test]
     fn the_last_worker_retires_when_its_last_client_goes() {
-        let w = Workers::new(3, true);
+        let w = Workers::new(3, true, 0.97);
         w.active.store(3, Relaxed);
         for (i, n) in [(0, 2), (1, 1), (2, 1)] {
             w.conns[i].store(n, Relaxed);
@@ -808,12 +836,12 @@ mod tests {
         w.closed(0);
         assert_eq!(w.active(), 1);
         // nor does anything when the workers are fixed
-        let w = Workers::new(2, false);
+        let w = Workers::new(2, false, 0.97);
         w.conns[1].store(1, Relaxed);
         w.closed(1);
         assert_eq!(w.active(), 2);
         // a move that empties the last one retires it too
-        let w = Workers::new(2, true);
+        let w = Workers::new(2, true, 0.97);
         w.active.store(2, Relaxed);
         w.conns[1].store(1, Relaxed);
         w.moved(1, 0);
@@ -822,13 +850,22 @@ mod tests {
 
     #[test]
     fn a_worker_at_97_percent_sends_its_replies_in_bursts() {
-        let w = Workers::new(2, true);
+        let w = Workers::new(2, true, 0.97);
         w.busy[0].store(980, Relaxed);
         // P=1 beside redis-benchmark reads 0.6-0.86: not the bottleneck
         w.busy[1].store(969, Relaxed);
         assert!(w.saturated(0));
         assert!(!w.saturated(1));
         assert!(!w.saturated(7), "no such runtime");
+        // the threshold is the operator's: 0 always, above 1 never
+        let always = Workers::new(1, true, 0.0);
+        assert!(always.saturated(0));
+        let never = Workers::new(1, true, 1.5);
+        never.busy[0].store(1000, Relaxed);
+        assert!(!never.saturated(0));
+        never.burst(0);
+        never.burst(3);
+        assert_eq!((never.bursts(0), never.bursts(3)), (1, 0));
     }
 
     #[test]

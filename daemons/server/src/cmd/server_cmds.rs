@@ -622,8 +622,9 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         for (i, (conns, busy)) in w.snapshot().into_iter().enumerate() {
             let _ = write!(
                 o,
-                "kvfleet_thread{i}:connections={conns},busy={:.2}",
-                f64::from(busy) / 1000.0
+                "kvfleet_thread{i}:connections={conns},busy={:.2},bursts={}",
+                f64::from(busy) / 1000.0,
+                w.bursts(i)
             );
             // whether it polls before sleeping, and how those polls ended (decision 0014)
             if let Some(p) = polls.and_then(|p| p.get(i)) {
