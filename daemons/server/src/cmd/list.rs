@@ -344,6 +344,27 @@ fn move_one(
     from_left: bool,
     to_left: bool,
 ) -> Result<Option<Box<[u8]>>, CmdError> {
+    if src == dst {
+        // a rotation: the key stays, with its TTL, even when it holds one
+        // element (popping it first would delete the key)
+        let Some(l) = ctx.db.list(src)? else {
+            return Ok(None);
+        };
+        let Some(x) = (if from_left {
+            l.pop_front()
+        } else {
+            l.pop_back()
+        }) else {
+            return Ok(None);
+        };
+        if to_left {
+            l.push_front(x.clone());
+        } else {
+            l.push_back(x.clone());
+        }
+        ctx.dirty += 1;
+        return Ok(Some(x));
+    }
     if ctx.db.list(src)?.is_none() {
         return Ok(None);
     }
