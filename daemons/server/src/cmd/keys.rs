@@ -65,7 +65,8 @@ fn type_(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 
 fn rename_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], nx: bool) -> CmdResult {
     let (src, dst) = (a[1], a[2]);
-    if !ctx.db.exists(src) {
+    // a write lookup: touches the key
+    if ctx.db.get(src).is_none() {
         return Err(NO_KEY);
     }
     if src == dst {
@@ -187,7 +188,7 @@ fn expire_generic(
     let key = a[1];
     let now = ctx.now;
     let slot = ctx.db.slot_mut(key);
-    let Some(i) = slot.find(key, now) else {
+    let Some(i) = slot.find_touched(key, now) else {
         ctx.int(0);
         return Ok(());
     };
@@ -254,7 +255,7 @@ fn pexpiretime(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 fn persist(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let now = ctx.now;
     let slot = ctx.db.slot_mut(a[1]);
-    let r = match slot.find(a[1], now) {
+    let r = match slot.find_touched(a[1], now) {
         Some(i) if slot.map[i].expire_at() != 0 => {
             slot.set_expire(i, 0);
             1

@@ -223,11 +223,13 @@ macro_rules! typed_access {
             }
         }
 
-        /// As above, creating an empty value when the key is missing.
+        /// As above, creating an empty value when the key is missing. An
+        /// existing key's access time is stamped, as Redis's write lookups
+        /// do (LRU/LFU eviction must see keys that are only written).
         pub fn $get_or_new(&mut self, key: &[u8]) -> Result<&mut $ty, CmdError> {
             let now = self.now;
             let slot = self.slot_mut(key);
-            let idx = match slot.find(key, now) {
+            let idx = match slot.find_touched(key, now) {
                 Some(i) => i,
                 None => {
                     slot.insert(Entry::new(key, Value::$variant(Default::default()), 0));
@@ -359,14 +361,18 @@ impl<'s> Keys<'s> {
         slot.remove_index(i)
     }
 
-    /// Stores `value` at `key`, dropping any expiry (SET semantics).
+    /// Stores `value` at `key`, dropping any expiry (SET semantics: a key
+    /// that existed keeps its access history, `Slot::overwrite`).
     pub fn set(&mut self, key: &[u8], value: Value) {
-        self.slot_mut(key).insert(Entry::new(key, value, 0));
+        let now = self.now;
+        self.slot_mut(key).overwrite(Entry::new(key, value, 0), now);
     }
 
     /// As [`Keys::set`] for a string, packed straight from the argument bytes.
     pub fn set_str(&mut self, key: &[u8], value: &[u8]) {
-        self.slot_mut(key).insert(Entry::string(key, value, 0));
+        let now = self.now;
+        self.slot_mut(key)
+            .overwrite(Entry::string(key, value, 0), now);
     }
 
     /// Deletes `key` if its container became empty (Redis never keeps empty ones).
@@ -390,6 +396,12 @@ impl<'s> Keys<'s> {
     typed_access!(list, list_or_new, List, ListVal);
     typed_access!(set_val, set_or_new, Set, SetVal);
     typed_access!(zset, zset_or_new, ZSet, ZSet);
+    typed_access!(
+        stream,
+        stream_or_new,
+        Stream,
+        Box<crate::db::stream::Stream>
+    );
 }
 
 impl Ctx<'_, '_> {

@@ -1,7 +1,7 @@
 //! Streams: XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XSETID and XREAD
 //! (with BLOCK), on `db::stream::Stream`.
 
-use super::{CmdError, CmdResult, Ctx, Handler, SYNTAX, WRONGTYPE, err, int_arg, is};
+use super::{CmdError, CmdResult, Ctx, Handler, SYNTAX, err, int_arg, is};
 use crate::db::Value;
 use crate::db::stream::{Consumer, Fields, Group, Pending, Stream, StreamId};
 
@@ -74,19 +74,6 @@ fn bound(a: &[u8], start: bool) -> Result<Option<StreamId>, CmdError> {
         };
     }
     parse_id(a, missing).map(Some)
-}
-
-fn stream_mut<'a>(
-    ctx: &'a mut Ctx<'_, '_>,
-    key: &[u8],
-) -> Result<Option<&'a mut Stream>, CmdError> {
-    match ctx.db.get(key) {
-        None => Ok(None),
-        Some(e) => match e.value_mut() {
-            Some(Value::Stream(s)) => Ok(Some(s)),
-            _ => Err(WRONGTYPE),
-        },
-    }
 }
 
 fn reply_entry(ctx: &mut Ctx<'_, '_>, id: &StreamId, fv: &Fields) {
@@ -245,43 +232,22 @@ fn xadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         Some((id.ms, Some(id.seq)))
     };
     let now = ctx.now;
-    if stream_mut(ctx, key)?.is_none() {
-        if nomk {
-            ctx.null();
-            return Ok(());
-        }
-        ctx.db.set(key, Value::Stream(Box::default()));
-    }
-    let s = stream_mut(ctx, key)?.expect("just made");
-    let last = s.last_id;
-    let id = match explicit {
-        None => {
-            if now > last.ms {
-                StreamId::new(now, 0)
-            } else {
-                last.next().ok_or_else(|| {
-                    err("ERR The stream has exhausted the last possible ID, unable to add more items")
-                })?
+    let s = if nomk {
+        match ctx.db.stream(key)? {
+            Some(s) => s,
+            None => {
+                ctx.null();
+                return Ok(());
             }
         }
-        Some((ms, None)) => {
-            if ms > last.ms {
-                StreamId::new(ms, 0)
-            } else if ms == last.ms && last.seq < u64::MAX {
-                StreamId::new(ms, last.seq + 1)
-            } else {
-                return Err(xadd_too_small(ctx, key));
-            }
-        }
-        Some((ms, Some(seq))) => {
-            let id = StreamId::new(ms, seq);
-            if id <= last {
-                return Err(xadd_too_small(ctx, key));
-            }
-            id
-        }
+    } else {
+        ctx.db.stream_or_new(key)?
     };
-    let s = stream_mut(ctx, key)?.expect("just made");
+    let id = match next_id(s.last_id, explicit, now) {
+        Ok(id) => id,
+        Err(None) => return Err(xadd_too_small(ctx, key)),
+        Err(Some(e)) => return Err(e),
+    };
     s.entries.insert(id, Fields::new(&a[i + 1..]));
     s.last_id = id;
     s.entries_added += 1;
@@ -293,9 +259,35 @@ fn xadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
+/// The ID XADD gives an entry after `last`: `explicit` as parsed (`ms`,
+/// `ms-*`) or else from the clock; `Err(None)` when it is not above `last`.
+fn next_id(
+    last: StreamId,
+    explicit: Option<(u64, Option<u64>)>,
+    now: u64,
+) -> Result<StreamId, Option<CmdError>> {
+    match explicit {
+        None if now > last.ms => Ok(StreamId::new(now, 0)),
+        None => last.next().ok_or_else(|| {
+            Some(err(
+                "ERR The stream has exhausted the last possible ID, unable to add more items",
+            ))
+        }),
+        Some((ms, None)) if ms > last.ms => Ok(StreamId::new(ms, 0)),
+        Some((ms, None)) if ms == last.ms && last.seq < u64::MAX => {
+            Ok(StreamId::new(ms, last.seq + 1))
+        }
+        Some((_, None)) => Err(None),
+        Some((ms, Some(seq))) => {
+            let id = StreamId::new(ms, seq);
+            if id > last { Ok(id) } else { Err(None) }
+        }
+    }
+}
+
 /// XADD's "too small" error; a stream this command just created empty goes again.
 fn xadd_too_small(ctx: &mut Ctx<'_, '_>, key: &[u8]) -> CmdError {
-    if let Ok(Some(s)) = stream_mut(ctx, key)
+    if let Ok(Some(s)) = ctx.db.stream(key)
         && s.entries.is_empty()
         && s.entries_added == 0
         && s.groups.is_empty()
@@ -306,7 +298,7 @@ fn xadd_too_small(ctx: &mut Ctx<'_, '_>, key: &[u8]) -> CmdError {
 }
 
 fn xlen(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    let n = stream_mut(ctx, a[1])?.map_or(0, |s| s.len());
+    let n = ctx.db.stream(a[1])?.map_or(0, |s| s.len());
     ctx.int(n as i64);
     Ok(())
 }
@@ -336,7 +328,7 @@ fn range(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], rev: bool) -> CmdResult {
         ctx.null_array();
         return Ok(());
     }
-    let Some(s) = stream_mut(ctx, a[1])? else {
+    let Some(s) = ctx.db.stream(a[1])? else {
         ctx.array(0);
         return Ok(());
     };
@@ -375,7 +367,7 @@ fn xdel(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         .iter()
         .map(|x| parse_id(x, 0))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(s) = stream_mut(ctx, a[1])? else {
+    let Some(s) = ctx.db.stream(a[1])? else {
         ctx.int(0);
         return Ok(());
     };
@@ -406,7 +398,7 @@ fn xtrim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     if i != a.len() {
         return Err(SYNTAX);
     }
-    let Some(s) = stream_mut(ctx, a[1])? else {
+    let Some(s) = ctx.db.stream(a[1])? else {
         ctx.int(0);
         return Ok(());
     };
@@ -445,7 +437,7 @@ fn xsetid(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             "ERR The ID specified in XSETID is smaller than the provided max_deleted_entry_id",
         ));
     }
-    let Some(s) = stream_mut(ctx, a[1])? else {
+    let Some(s) = ctx.db.stream(a[1])? else {
         return Err(err("ERR no such key"));
     };
     if let Some((top, _)) = s.entries.last_key_value()
@@ -573,7 +565,7 @@ fn read_ids(
     let saved = std::mem::take(&mut ctx.conn.xread_ids);
     for (j, (k, idarg)) in keys.iter().zip(idargs).enumerate() {
         if let Some(g) = group {
-            let has = stream_mut(ctx, k)?.is_some_and(|s| s.groups.contains_key(g));
+            let has = ctx.db.stream(k)?.is_some_and(|s| s.groups.contains_key(g));
             if !has {
                 return Err(err(format!(
                     "NOGROUP No such key '{}' or consumer group '{}' in XREADGROUP with GROUP option",
@@ -590,7 +582,7 @@ fn read_ids(
             }
             Some(match saved.get(j) {
                 Some(id) => *id,
-                None => stream_mut(ctx, k)?.map_or(StreamId::MIN, |s| s.last_id),
+                None => ctx.db.stream(k)?.map_or(StreamId::MIN, |s| s.last_id),
             })
         } else if *idarg == b">" {
             if !grouped {
@@ -621,7 +613,7 @@ fn read(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], grouped: bool) -> CmdResult {
     let mut prop = Vec::new();
     let mut created_any = false;
     for (j, k) in keys.iter().enumerate() {
-        let Some(s) = stream_mut(ctx, k)? else {
+        let Some(s) = ctx.db.stream(k)? else {
             continue;
         };
         match (o.group, ids[j]) {
@@ -743,7 +735,7 @@ fn xinfo(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     }
     let key = a[2];
     let now = ctx.now;
-    let Some(s) = stream_mut(ctx, key)? else {
+    let Some(s) = ctx.db.stream(key)? else {
         return Err(err("ERR no such key"));
     };
     let s = s.clone();

@@ -127,7 +127,7 @@ fn set(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let key = a[1];
     let now = ctx.now;
     let slot = ctx.db.slot_mut(key);
-    let idx = slot.find(key, now);
+    let idx = slot.find_touched(key, now);
     if f.get
         && let Some(i) = idx
         && slot.map[i].str().is_none()
@@ -147,7 +147,7 @@ fn set(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             if f.get {
                 kvfleet_resp::encode::bulk(ctx.out, e.str().expect("checked"));
             }
-            let access = crate::db::touched(e.access());
+            let access = e.access();
             let at = if f.keepttl { e.expire_at() } else { exp };
             // A same-length overwrite (a cache refresh) reuses the record.
             if e.str().is_some_and(|s| s.len() == a[2].len()) && (e.expire_at() != 0) == (at != 0) {
@@ -175,7 +175,8 @@ fn set(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 }
 
 fn setnx(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    if ctx.db.exists(a[1]) {
+    // a write lookup: touches the key it finds
+    if ctx.db.get(a[1]).is_some() {
         ctx.int(0);
     } else {
         ctx.db.set_str(a[1], a[2]);
@@ -188,7 +189,10 @@ fn setnx(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 fn setex_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], ms: bool, name: &str) -> CmdResult {
     let v = int_arg(a[2])?;
     let at = expire_at(v, ms, false, ctx.now, name)?;
-    ctx.db.slot_mut(a[1]).insert(Entry::string(a[1], a[3], at));
+    let now = ctx.now;
+    ctx.db
+        .slot_mut(a[1])
+        .overwrite(Entry::string(a[1], a[3], at), now);
     ctx.dirty += 1;
     ctx.ok();
     Ok(())
@@ -233,7 +237,7 @@ fn getex(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let key = a[1];
     let now = ctx.now;
     let slot = ctx.db.slot_mut(key);
-    let Some(i) = slot.find(key, now) else {
+    let Some(i) = slot.find_touched(key, now) else {
         ctx.null();
         return Ok(());
     };

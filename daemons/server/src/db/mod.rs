@@ -217,6 +217,16 @@ impl Slot {
         Some(idx)
     }
 
+    /// As `find`, stamping the key's access time: Redis's write lookups
+    /// (EXPIRE, PERSIST, GETEX, SET on a key that exists) touch the key.
+    #[inline]
+    pub fn find_touched(&mut self, key: &[u8], now: u64) -> Option<usize> {
+        let idx = self.find(key, now)?;
+        let e = &mut self.map[idx];
+        e.set_access(touched(e.access()));
+        Some(idx)
+    }
+
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         let idx = self.find(key, now)?;
         Some(&mut self.map[idx])
@@ -263,6 +273,17 @@ impl Slot {
             self.volatile -= 1;
         }
         self.volatile_at.set(pos, vol);
+    }
+
+    /// As `insert` with SET's semantics: a record that replaces a live one
+    /// takes over its access history, touched (Redis's `dbSetValue` keeps
+    /// the old LFU counter; a refreshed hot key must not look new to LFU
+    /// eviction).
+    pub fn overwrite(&mut self, mut entry: Entry, now: u64) {
+        if let Some(i) = self.find(entry.key(), now) {
+            entry.set_access(touched(self.map[i].access()));
+        }
+        self.insert(entry);
     }
 
     pub fn set_expire(&mut self, idx: usize, at: u64) {

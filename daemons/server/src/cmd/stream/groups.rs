@@ -339,28 +339,31 @@ pub(super) fn xgroup(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     }
     let (key, gname) = (a[2], a[3]);
     let now = ctx.now;
-    let exists = stream_mut(ctx, key)?.is_some();
+    let exists = ctx.db.stream(key)?.is_some();
     if !exists && !mkstream {
         return Err(err(
             "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.",
         ));
     }
     if exists && !create && !is(sub, "destroy") {
-        let has = stream_mut(ctx, key)?.is_some_and(|s| s.groups.contains_key(gname));
+        let has = ctx
+            .db
+            .stream(key)?
+            .is_some_and(|s| s.groups.contains_key(gname));
         if !has {
             return Err(no_such_group(key, gname));
         }
     }
     if create {
         let id = if a[4] == b"$" {
-            stream_mut(ctx, key)?.map_or(StreamId::MIN, |s| s.last_id)
+            ctx.db.stream(key)?.map_or(StreamId::MIN, |s| s.last_id)
         } else {
             parse_id(a[4], 0)?
         };
         if !exists {
             ctx.db.set(key, Value::Stream(Box::default()));
         }
-        let s = stream_mut(ctx, key)?.expect("made");
+        let s = ctx.db.stream(key)?.expect("made");
         if s.groups.contains_key(gname) {
             return Err(err("BUSYGROUP Consumer Group name already exists"));
         }
@@ -376,7 +379,7 @@ pub(super) fn xgroup(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         ctx.ok();
         return Ok(());
     }
-    let s = stream_mut(ctx, key)?.expect("exists");
+    let s = ctx.db.stream(key)?.expect("exists");
     if setid {
         let id = if a[4] == b"$" {
             s.last_id
@@ -492,7 +495,7 @@ pub(super) fn xack(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         .iter()
         .map(|x| parse_id(x, 0))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(g) = stream_mut(ctx, a[1])?.and_then(|s| s.groups.get_mut(a[2])) else {
+    let Some(g) = ctx.db.stream(a[1])?.and_then(|s| s.groups.get_mut(a[2])) else {
         ctx.int(0);
         return Ok(());
     };
@@ -536,7 +539,7 @@ pub(super) fn xpending(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     }
     let now = ctx.now;
     let (key, gname) = (a[1], a[2]);
-    let Some(g) = stream_mut(ctx, key)?.and_then(|s| s.groups.get_mut(gname)) else {
+    let Some(g) = ctx.db.stream(key)?.and_then(|s| s.groups.get_mut(gname)) else {
         return Err(nogroup(key, gname));
     };
     let Some((start, end, count)) = range else {
@@ -667,7 +670,7 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let deliverytime = deliverytime.map(|t| t.min(now));
     // the effect for replicas and the AOF, built only while one listens
     let record = ctx.srv.persist.feed.active();
-    let Some(s) = stream_mut(ctx, key)? else {
+    let Some(s) = ctx.db.stream(key)? else {
         return Err(nogroup(key, gname));
     };
     let Some(g) = s.groups.get_mut(gname) else {
@@ -771,7 +774,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     }
     let now = ctx.now;
     let record = ctx.srv.persist.feed.active();
-    let Some(s) = stream_mut(ctx, key)? else {
+    let Some(s) = ctx.db.stream(key)? else {
         return Err(nogroup(key, gname));
     };
     let Some(g) = s.groups.get_mut(gname) else {
