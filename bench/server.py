@@ -3,7 +3,8 @@
 
 Both servers run side by side on loopback; every (test, pipeline) pair runs
 on both, alternating which goes first, for ROUNDS rounds. Reports medians of
-rps, p50 and p99, the kvfleet/Redis ratios, each server's CPU per request
+rps, p50 and p99, the kvfleet/Redis ratios (of the medians, and the median
+of each round's ratio, whose two runs are adjacent in time), each server's CPU per request
 (utime+stime of its process during the run, per row and overall), the load
 generator's share of a core (a row where it is ~100% for both servers is
 client-bound: redis-benchmark is one thread and set the pace), and used_memory / RSS
@@ -129,9 +130,15 @@ def main():
         # redis-benchmark is one thread, so at ~100% both servers answer as
         # fast as it can ask and the rps ratio measures the client, not them;
         # "srv us/req" (CPU per request) is then the server's own figure
-        print(f"{'test':<11} {'P':>2}  {'redis rps':>11} {'kvfleet rps':>11} {'ratio':>6}  {'p50 r/k (ms)':>14} {'ratio':>6}  {'p99 r/k (ms)':>14} {'ratio':>6}"
+        # "paired": the median over rounds of each round's kvfleet/redis rps,
+        # the two runs of a round being adjacent in time; "won": rounds where
+        # kvfleet served more. This machine's speed drifts by up to 20% over
+        # minutes, for client and server alike: a pair shares more of it than
+        # the medians of whole columns do
+        print(f"{'test':<11} {'P':>2}  {'redis rps':>11} {'kvfleet rps':>11} {'ratio':>6} {'paired':>6} {'won':>5}  {'p50 r/k (ms)':>14} {'ratio':>6}  {'p99 r/k (ms)':>14} {'ratio':>6}"
               f"  {'srv us/req r/k':>14} {'ratio':>6}  {'client r/k':>10}")
         ratios = {p: [] for p in PIPES}
+        paired = {p: [] for p in PIPES}
         cpu_ratios = {p: [] for p in PIPES}
         client_bound = {p: 0 for p in PIPES}
         for pipe in PIPES:
@@ -140,15 +147,20 @@ def main():
                 k = [statistics.median(x) for x in zip(*res[(test, pipe, "kvfleet")])]
                 ratio = k[0] / r[0]
                 ratios[pipe].append(ratio)
+                per_round = [kr[0] / rr[0] for kr, rr in zip(res[(test, pipe, "kvfleet")], res[(test, pipe, "redis")])]
+                pair = statistics.median(per_round)
+                paired[pipe].append(pair)
+                won = f"{sum(x >= 1 for x in per_round)}/{len(per_round)}"
                 cpu_ratios[pipe].append(k[3] / r[3])
                 bound = min(r[4], k[4]) >= 0.9
                 client_bound[pipe] += bound
-                print(f"{test:<11} {pipe:>2}  {r[0]:>11,.0f} {k[0]:>11,.0f} {ratio:>6.2f}  {r[1]:>6.3f}/{k[1]:<7.3f} {k[1] / r[1]:>6.2f}  {r[2]:>6.3f}/{k[2]:<7.3f} {k[2] / r[2]:>6.2f}"
+                print(f"{test:<11} {pipe:>2}  {r[0]:>11,.0f} {k[0]:>11,.0f} {ratio:>6.2f} {pair:>6.2f} {won:>5}  {r[1]:>6.3f}/{k[1]:<7.3f} {k[1] / r[1]:>6.2f}  {r[2]:>6.3f}/{k[2]:<7.3f} {k[2] / r[2]:>6.2f}"
                       f"  {r[3]:>6.2f}/{k[3]:<7.2f} {k[3] / r[3]:>6.2f}  {r[4]:>4.0%}/{k[4]:<4.0%}{'  client-bound' if bound else ''}")
         cpu_per_m = {n: cpu[n][0] / cpu[n][1] * 1e6 for n in cpu}
         print(f"CPU seconds per million requests: redis {cpu_per_m['redis']:.2f}, kvfleet {cpu_per_m['kvfleet']:.2f}, ratio {cpu_per_m['kvfleet'] / cpu_per_m['redis']:.2f}")
         after = populate(servers, ports, "after the runs")
         summary = " ".join(f"P={p}:rps_ratio_median={statistics.median(ratios[p]):.2f}(min {min(ratios[p]):.2f})"
+                           f",paired_median={statistics.median(paired[p]):.2f}(min {min(paired[p]):.2f})"
                            f",srv_cpu_ratio_median={statistics.median(cpu_ratios[p]):.2f}(max {max(cpu_ratios[p]):.2f})"
                            f",client_bound={client_bound[p]}/{len(TESTS)}" for p in PIPES)
         print(f"SUMMARY kvfleet/redis: {summary} cpu_per_req={cpu_per_m['kvfleet'] / cpu_per_m['redis']:.2f} "

@@ -262,28 +262,36 @@ impl Slot {
 
     /// Inserts or replaces the whole record.
     pub fn insert(&mut self, entry: Entry) {
+        self.insert_pos(entry);
+    }
+
+    /// Inserts or replaces; the record's position and the one it replaced.
+    fn insert_pos(&mut self, entry: Entry) -> (usize, Option<Entry>) {
         let vol = entry.expire_at() != 0;
         if vol {
             self.volatile += 1;
         }
         let (pos, old) = self.map.insert_at(entry);
-        if let Some(old) = old
+        if let Some(old) = &old
             && old.expire_at() != 0
         {
             self.volatile -= 1;
         }
         self.volatile_at.set(pos, vol);
+        (pos, old)
     }
 
     /// As `insert` with SET's semantics: a record that replaces a live one
     /// takes over its access history, touched (Redis's `dbSetValue` keeps
     /// the old LFU counter; a refreshed hot key must not look new to LFU
     /// eviction).
-    pub fn overwrite(&mut self, mut entry: Entry, now: u64) {
-        if let Some(i) = self.find(entry.key(), now) {
-            entry.set_access(touched(self.map[i].access()));
+    pub fn overwrite(&mut self, entry: Entry, now: u64) {
+        // one probe: the replaced record, if live, hands its stamp over
+        if let (pos, Some(old)) = self.insert_pos(entry)
+            && !old.expired(now)
+        {
+            self.map[pos].set_access(touched(old.access()));
         }
-        self.insert(entry);
     }
 
     pub fn set_expire(&mut self, idx: usize, at: u64) {
