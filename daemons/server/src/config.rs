@@ -47,6 +47,11 @@ pub struct Config {
     pub zset_max_listpack_entries: usize,
     /// ... and of members up to this many bytes (at most 255). Default 64.
     pub zset_max_listpack_value: usize,
+    /// A hash of up to this many pairs is packed in one buffer, as Redis's
+    /// listpack (decision 0017). Default 512.
+    pub hash_max_listpack_entries: usize,
+    /// ... and of fields and values up to this many bytes (at most 255). Default 64.
+    pub hash_max_listpack_value: usize,
     /// Close idle clients after this many seconds; 0 means never. Default 0.
     pub timeout: u64,
     /// Background task frequency (active expiry). Default 10.
@@ -133,6 +138,8 @@ impl Default for Config {
             lfu_log_factor: DEFAULT_LFU_LOG_FACTOR,
             lfu_decay_time: DEFAULT_LFU_DECAY_TIME,
             zset_max_listpack_entries: 128,
+            hash_max_listpack_entries: 512,
+            hash_max_listpack_value: 64,
             zset_max_listpack_value: 64,
             timeout: 0,
             hz: DEFAULT_HZ,

@@ -1,8 +1,8 @@
-//! Hash commands. Small hashes keep insertion order across deletes, as Redis's
-//! listpack encoding does, so HGETALL answers in Redis's order.
+//! Hash commands. Small hashes are packed and keep insertion order across
+//! deletes, as Redis's listpack does, so HGETALL answers in Redis's order
+//! (`crate::db::hash`).
 
 use super::{CmdResult, Ctx, Handler, cursor_arg, err, float_arg, int_arg, is, scan_opts};
-use crate::db::value::{HashVal, SMALL_HASH};
 use crate::util::{self, glob_match};
 
 pub fn handler(name: &str) -> Option<Handler> {
@@ -27,14 +27,6 @@ pub fn handler(name: &str) -> Option<Handler> {
     })
 }
 
-pub fn hash_remove(h: &mut HashVal, f: &[u8]) -> bool {
-    if h.len() <= SMALL_HASH {
-        h.shift_remove(f).is_some()
-    } else {
-        h.swap_remove(f).is_some()
-    }
-}
-
 fn hset_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> Result<i64, super::CmdError> {
     if !a.len().is_multiple_of(2) {
         return Err(super::arity_error(ctx.spec.name));
@@ -42,14 +34,7 @@ fn hset_generic(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> Result<i64, super::CmdErr
     let h = ctx.db.hash_or_new(a[1])?;
     let mut added = 0;
     for fv in a[2..].chunks(2) {
-        match h.get_mut(fv[0]) {
-            Some(v) if v.len() == fv[1].len() => v.copy_from_slice(fv[1]),
-            Some(v) => *v = fv[1].into(),
-            None => {
-                h.insert(fv[0].into(), fv[1].into());
-                added += 1;
-            }
-        }
+        added += i64::from(h.set(fv[0], fv[1]));
     }
     ctx.dirty += 1;
     Ok(added)
@@ -69,10 +54,10 @@ fn hmset(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 
 fn hsetnx(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let h = ctx.db.hash_or_new(a[1])?;
-    if h.contains_key(a[2]) {
+    if h.contains(a[2]) {
         ctx.int(0);
     } else {
-        h.insert(a[2].into(), a[3].into());
+        h.set(a[2], a[3]);
         ctx.dirty += 1;
         ctx.int(1);
     }
@@ -93,7 +78,7 @@ fn hmget(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let mut out = std::mem::take(ctx.out);
     kvfleet_resp::encode::array(&mut out, a.len() - 2);
     for f in &a[2..] {
-        match h.and_then(|h| h.get(*f)) {
+        match h.and_then(|h| h.get(f)) {
             Some(v) => kvfleet_resp::encode::bulk(&mut out, v),
             None => kvfleet_resp::encode::null(&mut out, resp3),
         }
@@ -106,7 +91,7 @@ fn hdel(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let mut n = 0;
     if let Some(h) = ctx.db.hash(a[1])? {
         for f in &a[2..] {
-            if hash_remove(h, f) {
+            if h.remove(f) {
                 n += 1;
             }
         }
@@ -132,7 +117,7 @@ fn hstrlen(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 }
 
 fn hexists(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
-    let n = ctx.db.hash(a[1])?.is_some_and(|h| h.contains_key(a[2]));
+    let n = ctx.db.hash(a[1])?.is_some_and(|h| h.contains(a[2]));
     ctx.int(n as i64);
     Ok(())
 }
@@ -189,13 +174,7 @@ fn hincrby(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
             return Err(e);
         }
     };
-    let v: Box<[u8]> = itoa::Buffer::new().format(n).as_bytes().into();
-    match h.get_mut(a[2]) {
-        Some(x) => *x = v,
-        None => {
-            h.insert(a[2].into(), v);
-        }
-    }
+    h.set(a[2], itoa::Buffer::new().format(n).as_bytes());
     ctx.dirty += 1;
     ctx.int(n);
     Ok(())
@@ -224,12 +203,7 @@ fn hincrbyfloat(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
     };
     let v = util::fmt_human(n);
-    match h.get_mut(a[2]) {
-        Some(x) => *x = v.clone().into(),
-        None => {
-            h.insert(a[2].into(), v.clone().into());
-        }
-    }
+    h.set(a[2], v.as_ref());
     ctx.dirty += 1;
     ctx.bulk(&v);
     Ok(())
@@ -279,8 +253,17 @@ fn hrandfield(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         kvfleet_resp::encode::array(&mut out, picks.len() * if withvalues { 2 } else { 1 });
     }
     if let Some(h) = h {
+        // a packed hash is walked once, not once per pick
+        let packed: Vec<(&[u8], &[u8])> = if h.is_packed() {
+            h.iter().collect()
+        } else {
+            Vec::new()
+        };
         for i in picks {
-            let (k, v) = h.get_index(i).expect("in range");
+            let (k, v) = match packed.get(i) {
+                Some(&p) => p,
+                None => h.get_index(i).expect("in range"),
+            };
             if withvalues && resp3 {
                 kvfleet_resp::encode::array(&mut out, 2);
             }
@@ -370,13 +353,24 @@ pub fn scan_write(ctx: &mut Ctx<'_, '_>, next: u64, items: &[Vec<u8>]) {
 fn hscan(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let cursor = cursor_arg(a[2])?;
     let o = scan_opts(&a[3..], false)?;
+    let keep = |k: &[u8], v: &[u8], out: &mut Vec<Vec<u8>>| {
+        if o.pattern.is_none_or(|p| glob_match(p, k, false)) {
+            out.push(k.to_vec());
+            out.push(v.to_vec());
+        }
+    };
     let (next, items) = match ctx.db.hash(a[1])? {
-        Some(h) => scan_collect(cursor, h.len(), h.len() <= SMALL_HASH, o.count, |i, out| {
-            let (k, v) = h.get_index(i).expect("in range");
-            if o.pattern.is_none_or(|p| glob_match(p, k, false)) {
-                out.push(k.to_vec());
-                out.push(v.to_vec());
+        // a packed hash comes back whole, as Redis's listpack does
+        Some(h) if h.is_packed() => {
+            let mut out = Vec::new();
+            for (k, v) in h.iter() {
+                keep(k, v, &mut out);
             }
+            (0, out)
+        }
+        Some(h) => scan_collect(cursor, h.len(), false, o.count, |i, out| {
+            let (k, v) = h.get_index(i).expect("in range");
+            keep(k, v, out);
         }),
         None => (0, Vec::new()),
     };

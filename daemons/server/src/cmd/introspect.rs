@@ -26,7 +26,7 @@ fn usage(key: &[u8], v: ValueRef<'_>) -> usize {
         + key.len()
         + match v {
             ValueRef::Str(s) => s.len(),
-            ValueRef::Hash(h) => 64 + h.iter().map(|(f, v)| f.len() + v.len() + 40).sum::<usize>(),
+            ValueRef::Hash(h) => 64 + h.heap_bytes(),
             ValueRef::List(l) => 48 + l.iter().map(|e| e.len() + 24).sum::<usize>(),
             ValueRef::Set(s) => 64 + s.iter().map(|e| e.len() + 32).sum::<usize>(),
             ValueRef::ZSet(z) => 96 + z.heap_bytes(),

@@ -196,8 +196,14 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ),
         ("lua-time-limit", srv.scripts.threshold_ms().to_string()),
         ("lfu-decay-time", rt.lfu_decay_time.to_string()),
-        ("hash-max-listpack-entries", "128".into()),
-        ("hash-max-listpack-value", "64".into()),
+        (
+            "hash-max-listpack-entries",
+            rt.hash_max_listpack_entries.to_string(),
+        ),
+        (
+            "hash-max-listpack-value",
+            rt.hash_max_listpack_value.to_string(),
+        ),
         ("set-max-intset-entries", "512".into()),
         (
             "zset-max-listpack-entries",
@@ -369,6 +375,12 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         "zset-max-listpack-value" | "zset-max-ziplist-value" => {
             rt.zset_max_listpack_value = int_range(num()?)? as usize
         }
+        "hash-max-listpack-entries" | "hash-max-ziplist-entries" => {
+            rt.hash_max_listpack_entries = int_range(num()?)? as usize
+        }
+        "hash-max-listpack-value" | "hash-max-ziplist-value" => {
+            rt.hash_max_listpack_value = int_range(num()?)? as usize
+        }
         "aof-load-truncated" => rt.aof_load_truncated = yes_no(v)?,
         "rdbcompression" => rt.rdbcompression = yes_no(v)?,
         "replica-read-only" | "slave-read-only" => {
@@ -422,12 +434,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             }
             return Ok(());
         }
-        "loglevel"
-        | "tcp-keepalive"
-        | "hash-max-listpack-entries"
-        | "hash-max-listpack-value"
-        | "set-max-intset-entries"
-        | "list-max-listpack-size" => {
+        "loglevel" | "tcp-keepalive" | "set-max-intset-entries" | "list-max-listpack-size" => {
             // accepted for client compatibility; these knobs do not change kvfleet's behaviour yet
         }
         _ => return Err(String::new()),

@@ -8,6 +8,7 @@
 //! See docs/decisions/0001-keyspace-and-threading.md.
 
 pub mod entry;
+pub mod hash;
 pub mod stream;
 pub mod table;
 pub mod value;
@@ -61,13 +62,15 @@ pub fn tick_lru_clock() {
 /// and after `CONFIG SET`: what access stamps mean from now on
 /// (`maxmemory-policy`, `lfu-*`; like Redis, stamps written under the other
 /// policy read as noise until their keys are touched again) and when a
-/// sorted set stops being packed.
+/// hash or a sorted set stops being packed.
 pub fn apply_config(cfg: &crate::config::Config) {
     LFU_MODE.store(cfg.maxmemory_policy.ends_with("-lfu"), Relaxed);
     LFU_LOG_FACTOR.store(cfg.lfu_log_factor, Relaxed);
     LFU_DECAY_TIME.store(cfg.lfu_decay_time, Relaxed);
     zset::MAX_PACKED_ENTRIES.store(cfg.zset_max_listpack_entries, Relaxed);
     zset::MAX_PACKED_VALUE.store(cfg.zset_max_listpack_value, Relaxed);
+    hash::MAX_PACKED_ENTRIES.store(cfg.hash_max_listpack_entries, Relaxed);
+    hash::MAX_PACKED_VALUE.store(cfg.hash_max_listpack_value, Relaxed);
 }
 
 pub fn lfu_mode() -> bool {

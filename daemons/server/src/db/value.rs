@@ -1,20 +1,17 @@
 //! Values as boxed records and commands hold them. A string whose record is
 //! packed never becomes a `Value` (see `entry.rs`); `Value::Str` is for
 //! strings in transit and strings grown in place, hence the spare capacity.
-//! Small hashes keep insertion order (Redis's listpack does, and clients see it).
 
 use std::collections::VecDeque;
 
-use indexmap::{IndexMap, IndexSet};
+use indexmap::IndexSet;
 
 pub type Hasher = foldhash::fast::RandomState;
 pub type Bytes = Box<[u8]>;
-pub type HashVal = IndexMap<Bytes, Bytes, Hasher>;
+pub type HashVal = super::hash::Hash;
 pub type SetVal = IndexSet<Bytes, Hasher>;
 pub type ListVal = VecDeque<Bytes>;
 
-/// Redis's `hash-max-listpack-entries` default: below it Redis keeps order, so do we.
-pub const SMALL_HASH: usize = 128;
 /// Redis's `set-max-intset-entries`: integer sets this small are sorted in Redis.
 pub const SMALL_INTSET: usize = 512;
 pub const SMALL_LIST: usize = 128;
@@ -57,7 +54,7 @@ impl Value {
         match self {
             Value::Str(s) => str_encoding(s),
             Value::Hash(h) => {
-                if h.len() <= SMALL_HASH && h.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) {
+                if h.is_packed() {
                     "listpack"
                 } else {
                     "hashtable"

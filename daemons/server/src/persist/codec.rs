@@ -23,7 +23,7 @@ fn body(enc: &mut Encoder, v: ValueRef<'_>) {
         ValueRef::Str(s) => enc.string(s),
         ValueRef::List(l) => enc.seq(l.len(), l.iter().map(|s| &s[..])),
         ValueRef::Set(s) => enc.seq(s.len(), s.iter().map(|m| &m[..])),
-        ValueRef::Hash(h) => enc.hash(h.len(), h.iter().map(|(f, v)| (&f[..], &v[..]))),
+        ValueRef::Hash(h) => enc.hash(h.len(), h.iter()),
         ValueRef::ZSet(z) => enc.zset(z.len(), z.iter()),
         ValueRef::Stream(s) => enc.stream(&s.to_rdb()),
     }
@@ -78,12 +78,14 @@ pub fn to_value(v: RdbValue) -> Result<Value, &'static str> {
         }
         RdbValue::Hash(pairs) => {
             nonempty(pairs.len())?;
-            let mut h = HashVal::default();
-            h.reserve(pairs.len());
+            let longest = pairs
+                .iter()
+                .map(|(f, v)| f.len().max(v.len()))
+                .max()
+                .unwrap_or(0);
+            let mut h = HashVal::sized(pairs.len(), longest);
             for (f, v) in pairs {
-                if h.insert(f.into_boxed_slice(), v.into_boxed_slice())
-                    .is_some()
-                {
+                if !h.set(&f, &v) {
                     return Err("duplicate hash field");
                 }
             }
