@@ -58,12 +58,16 @@ fn pair_at(buf: &[u8], off: usize) -> (&[u8], &[u8], usize) {
 }
 
 /// The offset of `field`'s pair and of its value's length byte.
+#[inline]
 fn locate(buf: &[u8], field: &[u8]) -> Option<(usize, usize)> {
+    let (n, last) = (field.len(), field.last().copied());
     let mut off = 0;
     while off < buf.len() {
         let fl = buf[off] as usize;
         let vo = off + 1 + fl;
-        if fl == field.len() && &buf[off + 1..vo] == field {
+        // fields often share a prefix and a length (`user:1042`): the last
+        // byte rules most out at once
+        if fl == n && (n == 0 || Some(buf[vo - 1]) == last) && &buf[off + 1..vo] == field {
             return Some((off, vo));
         }
         off = vo + 1 + buf[vo] as usize;
