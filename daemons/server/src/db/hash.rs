@@ -31,11 +31,9 @@ pub struct Hash(Repr);
 #[derive(Debug, Clone)]
 enum Repr {
     /// `[field len u8][field][value len u8][value]` per pair, `n` pairs.
-    Packed {
-        buf: Vec<u8>,
-        n: u32,
-    },
-    Big(IndexMap<Bytes, Bytes, Hasher>),
+    Packed { buf: Vec<u8>, n: u32 },
+    /// Boxed, so a packed hash is 32 bytes, not the map's ~80.
+    Big(Box<IndexMap<Bytes, Bytes, Hasher>>),
 }
 
 impl Default for Hash {
@@ -82,10 +80,10 @@ impl Hash {
         if len <= MAX_PACKED_ENTRIES.load(Relaxed) && longest <= max_packed_value() {
             return Hash::default();
         }
-        Hash(Repr::Big(IndexMap::with_capacity_and_hasher(
+        Hash(Repr::Big(Box::new(IndexMap::with_capacity_and_hasher(
             len,
             Hasher::default(),
-        )))
+        ))))
     }
 
     pub fn len(&self) -> usize {
@@ -208,7 +206,9 @@ impl Hash {
         match &self.0 {
             Repr::Packed { buf, .. } => buf.capacity(),
             Repr::Big(m) => {
-                m.capacity() * 48 + m.iter().map(|(f, v)| f.len() + v.len()).sum::<usize>()
+                size_of::<IndexMap<Bytes, Bytes, Hasher>>()
+                    + m.capacity() * 48
+                    + m.iter().map(|(f, v)| f.len() + v.len()).sum::<usize>()
             }
         }
     }
@@ -218,7 +218,7 @@ impl Hash {
         for (f, v) in self.iter() {
             m.insert(f.into(), v.into());
         }
-        self.0 = Repr::Big(m);
+        self.0 = Repr::Big(Box::new(m));
     }
 }
 
@@ -305,6 +305,11 @@ mod tests {
         }
         assert!(!h.contains(b"nosuch"));
         assert_eq!(h.get(b"nosuch"), None);
+    }
+
+    #[test]
+    fn a_packed_hash_is_small() {
+        assert!(size_of::<Hash>() <= 32, "{}", size_of::<Hash>());
     }
 
     #[test]
