@@ -615,7 +615,10 @@ fn should_poll(load: f64, idle: Option<f64>, quota: Option<f64>) -> bool {
 /// Cores idle since the last call, from `/proc/stat` (`None` the first time
 /// or where it cannot be read: the governor then does not ask).
 fn host_idle_cores(last: &mut Option<(u64, u64)>) -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    // one read into a buffer of the usual size (read_to_string's small
+    // probing reads would make the kernel render the file ten times a tick)
+    let mut text = String::with_capacity(64 << 10);
+    std::io::Read::read_to_string(&mut std::fs::File::open("/proc/stat").ok()?, &mut text).ok()?;
     let line = text.lines().next()?;
     let v: Vec<u64> = line
         .split_whitespace()

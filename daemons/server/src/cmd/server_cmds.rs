@@ -140,7 +140,7 @@ pub fn command(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 /// Every parameter CONFIG GET knows, with its current value.
 fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
     let rt = srv.rt.read();
-    vec![
+    let mut params = vec![
         ("bind", srv.bind.clone()),
         ("port", srv.port.load(Relaxed).to_string()),
         ("requirepass", rt.requirepass.clone()),
@@ -226,7 +226,24 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ),
         ("min-replicas-max-lag", rt.min_replicas_max_lag.to_string()),
         ("loglevel", "notice".into()),
-    ]
+    ];
+    // Redis 7.0 still answers to the ziplist names, listed beside the new ones
+    let aliases: Vec<(&'static str, String)> = params
+        .iter()
+        .filter_map(|(name, v)| {
+            let alias = match *name {
+                "hash-max-listpack-entries" => "hash-max-ziplist-entries",
+                "hash-max-listpack-value" => "hash-max-ziplist-value",
+                "zset-max-listpack-entries" => "zset-max-ziplist-entries",
+                "zset-max-listpack-value" => "zset-max-ziplist-value",
+                "list-max-listpack-size" => "list-max-ziplist-size",
+                _ => return None,
+            };
+            Some((alias, v.clone()))
+        })
+        .collect();
+    params.extend(aliases);
+    params
 }
 
 fn yes_no(v: &[u8]) -> Result<bool, String> {
@@ -434,7 +451,11 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             }
             return Ok(());
         }
-        "loglevel" | "tcp-keepalive" | "set-max-intset-entries" | "list-max-listpack-size" => {
+        "loglevel"
+        | "tcp-keepalive"
+        | "set-max-intset-entries"
+        | "list-max-listpack-size"
+        | "list-max-ziplist-size" => {
             // accepted for client compatibility; these knobs do not change kvfleet's behaviour yet
         }
         _ => return Err(String::new()),
