@@ -150,10 +150,10 @@ impl Encoder {
     }
 
     /// A list's or set's body: the count, then each element.
-    pub fn seq<'a>(&mut self, n: usize, items: impl Iterator<Item = &'a [u8]>) {
+    pub fn seq<S: AsRef<[u8]>>(&mut self, n: usize, items: impl Iterator<Item = S>) {
         self.len(n as u64);
         for s in items {
-            self.string(s);
+            self.string(s.as_ref());
         }
     }
 

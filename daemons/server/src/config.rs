@@ -52,6 +52,9 @@ pub struct Config {
     pub hash_max_listpack_entries: usize,
     /// ... and of fields and values up to this many bytes (at most 255). Default 64.
     pub hash_max_listpack_value: usize,
+    /// A set of up to this many integers is a sorted integer array, as
+    /// Redis's intset (decision 0018). Default 512.
+    pub set_max_intset_entries: usize,
     /// Close idle clients after this many seconds; 0 means never. Default 0.
     pub timeout: u64,
     /// Background task frequency (active expiry). Default 10.
@@ -140,6 +143,7 @@ impl Default for Config {
             zset_max_listpack_entries: 128,
             hash_max_listpack_entries: 512,
             hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
             zset_max_listpack_value: 64,
             timeout: 0,
             hz: DEFAULT_HZ,

@@ -28,7 +28,7 @@ fn usage(key: &[u8], v: ValueRef<'_>) -> usize {
             ValueRef::Str(s) => s.len(),
             ValueRef::Hash(h) => 64 + h.heap_bytes(),
             ValueRef::List(l) => 48 + l.iter().map(|e| e.len() + 24).sum::<usize>(),
-            ValueRef::Set(s) => 64 + s.iter().map(|e| e.len() + 32).sum::<usize>(),
+            ValueRef::Set(s) => 32 + s.heap_bytes(),
             ValueRef::ZSet(z) => 96 + z.heap_bytes(),
             ValueRef::Stream(s) => {
                 128 + s

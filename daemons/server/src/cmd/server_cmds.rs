@@ -204,7 +204,10 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
             "hash-max-listpack-value",
             rt.hash_max_listpack_value.to_string(),
         ),
-        ("set-max-intset-entries", "512".into()),
+        (
+            "set-max-intset-entries",
+            rt.set_max_intset_entries.to_string(),
+        ),
         (
             "zset-max-listpack-entries",
             rt.zset_max_listpack_entries.to_string(),
@@ -398,6 +401,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
         "hash-max-listpack-value" | "hash-max-ziplist-value" => {
             rt.hash_max_listpack_value = int_range(num()?)? as usize
         }
+        "set-max-intset-entries" => rt.set_max_intset_entries = int_range(num()?)? as usize,
         "aof-load-truncated" => rt.aof_load_truncated = yes_no(v)?,
         "rdbcompression" => rt.rdbcompression = yes_no(v)?,
         "replica-read-only" | "slave-read-only" => {
@@ -451,11 +455,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             }
             return Ok(());
         }
-        "loglevel"
-        | "tcp-keepalive"
-        | "set-max-intset-entries"
-        | "list-max-listpack-size"
-        | "list-max-ziplist-size" => {
+        "loglevel" | "tcp-keepalive" | "list-max-listpack-size" | "list-max-ziplist-size" => {
             // accepted for client compatibility; these knobs do not change kvfleet's behaviour yet
         }
         _ => return Err(String::new()),

@@ -1,15 +1,16 @@
-//! Set commands. Small all-integer sets reply in numeric order, as Redis's
-//! intset encoding does; other sets reply in table order (clients must not
-//! rely on it, and the differential suite sorts those replies).
+//! Set commands. An intset replies in numeric order, as Redis's does; a
+//! table in its own order (clients must not rely on it, and the
+//! differential suite sorts those replies).
 
 use super::{
     CmdError, CmdResult, Ctx, Handler, SYNTAX, WRONGTYPE, cursor_arg, err, int_arg, is, pop_count,
     scan_opts,
 };
 use crate::cmd::hash::{random_picks, scan_collect, scan_write};
-use crate::db::value::{SMALL_INTSET, SetVal};
+use crate::db::set::Member;
+use crate::db::value::SetVal;
 use crate::db::{Value, ValueRef};
-use crate::util::{glob_match, parse_i64};
+use crate::util::glob_match;
 
 pub fn handler(name: &str) -> Option<Handler> {
     Some(match name {
@@ -34,32 +35,10 @@ pub fn handler(name: &str) -> Option<Handler> {
     })
 }
 
-/// Members in the order Redis would send them.
-pub fn ordered_members<'s>(s: impl Iterator<Item = &'s [u8]> + Clone, len: usize) -> Vec<&'s [u8]> {
-    if len <= SMALL_INTSET {
-        let ints: Option<Vec<(i64, &[u8])>> =
-            s.clone().map(|m| parse_i64(m).map(|n| (n, m))).collect();
-        if let Some(mut v) = ints {
-            v.sort_unstable_by_key(|x| x.0);
-            return v.into_iter().map(|x| x.1).collect();
-        }
-    }
-    s.collect()
-}
-
-fn set_remove(s: &mut SetVal, m: &[u8]) -> bool {
-    s.swap_remove(m)
-}
-
-fn reply_members<'s>(
-    ctx: &mut Ctx<'_, '_>,
-    it: impl Iterator<Item = &'s [u8]> + Clone,
-    len: usize,
-) {
-    let v = ordered_members(it, len);
-    ctx.set_hdr(v.len());
-    for m in v {
-        ctx.bulk(m);
+fn reply_members(ctx: &mut Ctx<'_, '_>, s: &SetVal) {
+    ctx.set_hdr(s.len());
+    for m in s.iter() {
+        ctx.bulk(&m);
     }
 }
 
@@ -67,7 +46,7 @@ fn sadd(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let s = ctx.db.set_or_new(a[1])?;
     let mut n = 0;
     for m in &a[2..] {
-        if s.insert((*m).into()) {
+        if s.insert(m) {
             n += 1;
         }
     }
@@ -82,7 +61,7 @@ fn srem(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let mut n = 0;
     if let Some(s) = ctx.db.set_val(a[1])? {
         for m in &a[2..] {
-            if set_remove(s, m) {
+            if s.remove(m) {
                 n += 1;
             }
         }
@@ -95,14 +74,11 @@ fn smembers(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let resp3 = ctx.conn.resp3;
     let mut out = std::mem::take(ctx.out);
     let r = ctx.db.set_val(a[1]).map(|s| {
-        let members = s
-            .as_ref()
-            .map(|s| ordered_members(s.iter().map(|m| &m[..]), s.len()))
-            .unwrap_or_default();
-        kvfleet_resp::encode::set(&mut out, members.len(), resp3);
-        members
-            .iter()
-            .for_each(|m| kvfleet_resp::encode::bulk(&mut out, m));
+        kvfleet_resp::encode::set(&mut out, s.as_ref().map_or(0, |s| s.len()), resp3);
+        if let Some(s) = s {
+            s.iter()
+                .for_each(|m| kvfleet_resp::encode::bulk(&mut out, &m));
+        }
     });
     *ctx.out = out;
     r
@@ -116,7 +92,7 @@ fn sismember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
 
 fn smismember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let r: Vec<bool> = match ctx.db.set_val(a[1])? {
-        Some(s) => a[2..].iter().map(|m| s.contains(*m)).collect(),
+        Some(s) => a[2..].iter().map(|m| s.contains(m)).collect(),
         None => vec![false; a.len() - 2],
     };
     ctx.array(r.len());
@@ -140,11 +116,19 @@ fn spop(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         }
         return Ok(());
     };
+    if count.is_some_and(|c| c >= s.len()) {
+        // the whole set, in the order of the union Redis replies with
+        let all: SetVal = s.iter().collect::<Vec<_>>().iter().map(|m| &**m).collect();
+        ctx.db.remove(a[1]);
+        ctx.dirty += 1;
+        reply_members(ctx, &all);
+        return Ok(());
+    }
     let n = count.unwrap_or(1).min(s.len());
     let mut popped = Vec::with_capacity(n);
     for _ in 0..n {
         let i = fastrand::usize(..s.len());
-        popped.push(s.swap_remove_index(i).expect("in range"));
+        popped.push(s.remove_index(i));
     }
     ctx.db.remove_if_empty(a[1]);
     if n > 0 {
@@ -172,15 +156,12 @@ fn srandmember(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     // Copy out only the picked members (never the whole set), then reply.
     let picked: Option<Vec<Box<[u8]>>> = ctx.db.set_val(a[1])?.map(|s| match count {
         None if s.is_empty() => Vec::new(),
-        None => vec![s[fastrand::usize(..s.len())].clone()],
+        None => vec![Box::from(&*s.get_index(fastrand::usize(..s.len())))],
         // the whole set, in the order Redis iterates it
-        Some(c) if c >= s.len() as i64 => ordered_members(s.iter().map(|m| &m[..]), s.len())
-            .into_iter()
-            .map(Box::from)
-            .collect(),
+        Some(c) if c >= s.len() as i64 => s.iter().map(|m| Box::from(&*m)).collect(),
         Some(c) => random_picks(c, s.len())
             .into_iter()
-            .map(|i| s[i].clone())
+            .map(|i| Box::from(&*s.get_index(i)))
             .collect(),
     });
     match (count, picked) {
@@ -215,10 +196,10 @@ fn smove(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
         return Ok(());
     }
     if let Some(s) = ctx.db.set_val(src)? {
-        set_remove(s, m);
+        s.remove(m);
     }
     ctx.db.remove_if_empty(src);
-    ctx.db.set_or_new(dst)?.insert(m.into());
+    ctx.db.set_or_new(dst)?.insert(m);
     ctx.dirty += 1;
     ctx.int(1);
     Ok(())
@@ -256,16 +237,20 @@ fn combine(ctx: &mut Ctx<'_, '_>, keys: &[&[u8]], op: Op) -> Result<SetVal, CmdE
             let mut sets: Vec<&SetVal> = sets.into_iter().flatten().collect();
             sets.sort_by_key(|s| s.len());
             let (first, rest) = sets.split_first().expect("non-empty");
-            first
-                .iter()
-                .filter(|m| rest.iter().all(|s| s.contains(*m)))
-                .cloned()
-                .collect()
+            let mut out = SetVal::default();
+            for m in first.iter() {
+                if rest.iter().all(|s| s.contains(&m)) {
+                    out.insert(&m);
+                }
+            }
+            out
         }
         Op::Union => {
             let mut out = SetVal::default();
             for s in sets.into_iter().flatten() {
-                out.extend(s.iter().cloned());
+                s.iter().for_each(|m| {
+                    out.insert(&m);
+                });
             }
             out
         }
@@ -274,18 +259,20 @@ fn combine(ctx: &mut Ctx<'_, '_>, keys: &[&[u8]], op: Op) -> Result<SetVal, CmdE
                 return Ok(SetVal::default());
             };
             let rest: Vec<&SetVal> = sets[1..].iter().flatten().copied().collect();
-            first
-                .iter()
-                .filter(|m| !rest.iter().any(|s| s.contains(*m)))
-                .cloned()
-                .collect()
+            let mut out = SetVal::default();
+            for m in first.iter() {
+                if !rest.iter().any(|s| s.contains(&m)) {
+                    out.insert(&m);
+                }
+            }
+            out
         }
     })
 }
 
 fn algebra(ctx: &mut Ctx<'_, '_>, a: &[&[u8]], op: Op) -> CmdResult {
     let r = combine(ctx, &a[1..], op)?;
-    reply_members(ctx, r.iter().map(|m| &m[..]), r.len());
+    reply_members(ctx, &r);
     Ok(())
 }
 
@@ -367,19 +354,18 @@ fn sscan(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     let o = scan_opts(&a[3..], false)?;
     let (next, items) = match ctx.db.peek(a[1]).map(|e| e.value()) {
         Some(ValueRef::Set(s)) => {
-            let small = s.len() <= SMALL_INTSET && s.iter().all(|m| parse_i64(m).is_some());
-            if small {
-                let ord = ordered_members(s.iter().map(|m| &m[..]), s.len());
-                let items = ord
-                    .into_iter()
+            if s.is_intset() {
+                // whole, as Redis scans an intset
+                let items = s
+                    .iter()
                     .filter(|m| o.pattern.is_none_or(|p| glob_match(p, m, false)))
-                    .map(|m| m.to_vec())
+                    .map(|m: Member<'_>| m.to_vec())
                     .collect();
                 (0, items)
             } else {
                 scan_collect(cursor, s.len(), false, o.count, |i, out| {
-                    let m = &s[i];
-                    if o.pattern.is_none_or(|p| glob_match(p, m, false)) {
+                    let m = s.get_index(i);
+                    if o.pattern.is_none_or(|p| glob_match(p, &m, false)) {
                         out.push(m.to_vec());
                     }
                 })

@@ -831,7 +831,7 @@ fn input(ctx: &mut Ctx<'_, '_>, key: &[u8]) -> Result<Option<Items>, CmdError> {
     match ctx.db.get(key).map(|e| e.value()) {
         None => Ok(None),
         Some(ValueRef::ZSet(z)) => Ok(Some(z.iter().map(|(m, s)| (m.into(), s)).collect())),
-        Some(ValueRef::Set(s)) => Ok(Some(s.iter().map(|m| (m.clone(), 1.0)).collect())),
+        Some(ValueRef::Set(s)) => Ok(Some(s.iter().map(|m| (Box::from(&*m), 1.0)).collect())),
         Some(_) => Err(WRONGTYPE),
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod entry;
 pub mod hash;
+pub mod set;
 pub mod stream;
 pub mod table;
 pub mod value;
@@ -71,6 +72,7 @@ pub fn apply_config(cfg: &crate::config::Config) {
     zset::MAX_PACKED_VALUE.store(cfg.zset_max_listpack_value, Relaxed);
     hash::MAX_PACKED_ENTRIES.store(cfg.hash_max_listpack_entries, Relaxed);
     hash::MAX_PACKED_VALUE.store(cfg.hash_max_listpack_value, Relaxed);
+    set::MAX_INTSET_ENTRIES.store(cfg.set_max_intset_entries, Relaxed);
 }
 
 pub fn lfu_mode() -> bool {

@@ -4,16 +4,12 @@
 
 use std::collections::VecDeque;
 
-use indexmap::IndexSet;
-
 pub type Hasher = foldhash::fast::RandomState;
 pub type Bytes = Box<[u8]>;
 pub type HashVal = super::hash::Hash;
-pub type SetVal = IndexSet<Bytes, Hasher>;
+pub type SetVal = super::set::Set;
 pub type ListVal = VecDeque<Bytes>;
 
-/// Redis's `set-max-intset-entries`: integer sets this small are sorted in Redis.
-pub const SMALL_INTSET: usize = 512;
 pub const SMALL_LIST: usize = 128;
 
 /// A string's `OBJECT ENCODING` by Redis 7.0's rules for a freshly set value.
@@ -62,8 +58,7 @@ impl Value {
             }
             Value::List(_) => "quicklist",
             Value::Set(s) => {
-                if s.len() <= SMALL_INTSET && s.iter().all(|m| crate::util::parse_i64(m).is_some())
-                {
+                if s.is_intset() {
                     "intset"
                 } else {
                     "hashtable"

@@ -6,11 +6,13 @@ use crate::db::ZSet;
 use crate::db::value::{HashVal, ListVal, SetVal, Value};
 use crate::db::{Entry, ValueRef};
 
-/// The RDB type we write for a value: the plain encodings, which every Redis loads.
+/// The RDB type we write for a value: the plain encodings, which every Redis
+/// loads, and an intset as Redis writes it (so DUMP matches Redis's).
 pub fn kind_of(v: ValueRef<'_>) -> u8 {
     match v {
         ValueRef::Str(_) => kind::STRING,
         ValueRef::List(_) => kind::LIST,
+        ValueRef::Set(s) if s.is_intset() => kind::SET_INTSET,
         ValueRef::Set(_) => kind::SET,
         ValueRef::Hash(_) => kind::HASH,
         ValueRef::ZSet(_) => kind::ZSET_2,
@@ -22,7 +24,10 @@ fn body(enc: &mut Encoder, v: ValueRef<'_>) {
     match v {
         ValueRef::Str(s) => enc.string(s),
         ValueRef::List(l) => enc.seq(l.len(), l.iter().map(|s| &s[..])),
-        ValueRef::Set(s) => enc.seq(s.len(), s.iter().map(|m| &m[..])),
+        ValueRef::Set(s) => match s.intset_blob() {
+            Some(blob) => enc.string(&blob),
+            None => enc.seq(s.len(), s.iter()),
+        },
         ValueRef::Hash(h) => enc.hash(h.len(), h.iter()),
         ValueRef::ZSet(z) => enc.zset(z.len(), z.iter()),
         ValueRef::Stream(s) => enc.stream(&s.to_rdb()),
@@ -67,10 +72,9 @@ pub fn to_value(v: RdbValue) -> Result<Value, &'static str> {
         }
         RdbValue::Set(members) => {
             nonempty(members.len())?;
-            let mut set = SetVal::default();
-            set.reserve(members.len());
+            let mut set = SetVal::sized(members.len());
             for m in members {
-                if !set.insert(m.into_boxed_slice()) {
+                if !set.insert(&m) {
                     return Err("duplicate set member");
                 }
             }
