@@ -162,9 +162,9 @@ fn range_visit(z: &ZSet, r: &RangeReq, mut f: impl FnMut(&[u8], f64)) {
             if let Some((s, e)) = clamp_range(*s, *e, z.len()) {
                 let n = e - s + 1;
                 if r.rev {
-                    z.iter().rev().skip(s).take(n).for_each(|(m, s)| f(m, s));
+                    z.down_from(s).take(n).for_each(|(m, s)| f(m, s));
                 } else {
-                    z.iter().skip(s).take(n).for_each(|(m, s)| f(m, s));
+                    z.from_rank(s).take(n).for_each(|(m, s)| f(m, s));
                 }
             }
         }

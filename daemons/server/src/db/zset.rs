@@ -10,10 +10,10 @@
 //! the member plus 10 bytes, and a lookup is one linear scan of contiguous
 //! memory (decision 0016).
 
-use std::collections::BTreeSet;
-use std::collections::btree_set;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use wabi_tree::OSBTreeSet;
+use wabi_tree::osbtree_set;
 
 use indexmap::IndexMap;
 
@@ -49,10 +49,9 @@ impl Ord for Score {
     }
 }
 
-/// Sorted set: packed while small, a map plus an ordered set once big.
-///
-/// Rank queries walk the order (O(rank)); an order-statistic tree would
-/// make them O(log n) on big sets. Recorded in docs/server.md as a known gap.
+/// Sorted set: packed while small, a map plus an ordered set once big. The
+/// ordered set counts its subtrees, so a rank (ZRANK, ZRANGE by index) is
+/// found in O(log n), as Redis's skiplist spans find it.
 #[derive(Debug, Clone)]
 pub struct ZSet(Repr);
 
@@ -65,7 +64,8 @@ enum Repr {
 #[derive(Debug, Clone, Default)]
 struct Big {
     scores: IndexMap<Bytes, f64, Hasher>,
-    order: BTreeSet<(Score, Bytes)>,
+    /// Counted B-tree: ranks are O(log n) (ZRANK, ZRANGE by index).
+    order: OSBTreeSet<(Score, Bytes)>,
 }
 
 impl Default for ZSet {
@@ -152,7 +152,7 @@ impl ZSet {
             Repr::Big(b) => {
                 let s = b.scores.get(member)?;
                 let key = (Score(*s), Bytes::from(member));
-                Some(b.order.range(..key).count())
+                b.order.rank_of(&key)
             }
         }
     }
@@ -176,6 +176,44 @@ impl ZSet {
             Repr::Big(b) => {
                 let lo = (Score(min), Bytes::default());
                 Iter::BigRange(b.order.range((Bound::Included(lo), Bound::Unbounded)))
+            }
+        }
+    }
+
+    /// Ascending from rank `i` (descending from it with `.rev()` is not
+    /// this: see [`ZSet::down_from`]). O(log n) to start on a big set.
+    pub fn from_rank(&self, i: usize) -> Iter<'_> {
+        match &self.0 {
+            Repr::Packed(p) => {
+                let mut it = p.iter();
+                for _ in 0..i {
+                    it.next();
+                }
+                Iter::Packed(it)
+            }
+            Repr::Big(b) => match b.order.get_by_rank(i) {
+                Some(k) => Iter::BigRange(b.order.range(k..)),
+                None => Iter::Empty,
+            },
+        }
+    }
+
+    /// Descending from rank `i` of the descending order (ZREVRANGE's index).
+    pub fn down_from(&self, i: usize) -> std::iter::Rev<Iter<'_>> {
+        match &self.0 {
+            Repr::Packed(p) => {
+                let mut it = p.iter();
+                for _ in 0..i {
+                    it.next_back();
+                }
+                Iter::Packed(it).rev()
+            }
+            Repr::Big(b) => {
+                let n = b.order.len();
+                match n.checked_sub(i + 1).and_then(|r| b.order.get_by_rank(r)) {
+                    Some(k) => Iter::BigRange(b.order.range(..=k)).rev(),
+                    None => Iter::Empty.rev(),
+                }
             }
         }
     }
@@ -402,8 +440,9 @@ impl DoubleEndedIterator for PackedIter<'_> {
 /// Members with their scores in order, from either form.
 pub enum Iter<'a> {
     Packed(PackedIter<'a>),
-    Big(btree_set::Iter<'a, (Score, Bytes)>),
-    BigRange(btree_set::Range<'a, (Score, Bytes)>),
+    Big(osbtree_set::Iter<'a, (Score, Bytes)>),
+    BigRange(osbtree_set::Range<'a, (Score, Bytes)>),
+    Empty,
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -414,6 +453,7 @@ impl<'a> Iterator for Iter<'a> {
             Iter::Packed(it) => it.next(),
             Iter::Big(it) => it.next().map(|(s, m)| (&m[..], s.0)),
             Iter::BigRange(it) => it.next().map(|(s, m)| (&m[..], s.0)),
+            Iter::Empty => None,
         }
     }
 }
@@ -424,6 +464,7 @@ impl DoubleEndedIterator for Iter<'_> {
             Iter::Packed(it) => it.next_back(),
             Iter::Big(it) => it.next_back().map(|(s, m)| (&m[..], s.0)),
             Iter::BigRange(it) => it.next_back().map(|(s, m)| (&m[..], s.0)),
+            Iter::Empty => None,
         }
     }
 }
@@ -447,6 +488,25 @@ mod tests {
             .map(|(m, s)| (Score(s), m.to_vec()))
             .collect();
         assert_eq!(back, want.iter().rev().cloned().collect::<Vec<_>>());
+        // ranges by index start where a walk from the end would
+        let n = want.len();
+        for i in [0, 1, n / 3, n / 2, n.saturating_sub(1), n, n + 1] {
+            let up: Vec<(Score, Vec<u8>)> = z
+                .from_rank(i)
+                .map(|(m, s)| (Score(s), m.to_vec()))
+                .collect();
+            assert_eq!(
+                up,
+                want.iter().skip(i).cloned().collect::<Vec<_>>(),
+                "from rank {i}"
+            );
+            let down: Vec<(Score, Vec<u8>)> = z
+                .down_from(i)
+                .map(|(m, s)| (Score(s), m.to_vec()))
+                .collect();
+            let want_down: Vec<_> = want.iter().rev().skip(i).cloned().collect();
+            assert_eq!(down, want_down, "down from {i}");
+        }
         for (i, (s, m)) in want.iter().enumerate() {
             assert_eq!(z.score(m), Some(s.0));
             assert_eq!(z.rank(m), Some(i));
