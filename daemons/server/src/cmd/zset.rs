@@ -170,7 +170,7 @@ fn range_visit(z: &ZSet, r: &RangeReq, mut f: impl FnMut(&[u8], f64)) {
         }
         RangeBy::Score(min, max) => {
             if r.rev {
-                z.iter()
+                z.up_to_score(max.v)
                     .rev()
                     .skip_while(|(_, s)| !score_le(*s, *max))
                     .take_while(|(_, s)| score_ge(*s, *min))

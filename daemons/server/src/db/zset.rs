@@ -180,6 +180,19 @@ impl ZSet {
         }
     }
 
+    /// The members scored `max` or less, ascending (ZREVRANGEBYSCORE walks
+    /// it from the back: O(log n) to its first member on a big set).
+    pub fn up_to_score(&self, max: f64) -> Iter<'_> {
+        match &self.0 {
+            Repr::Packed(p) => Iter::Packed(p.iter()),
+            Repr::Big(b) if max == f64::INFINITY => Iter::Big(b.order.iter()),
+            Repr::Big(b) => {
+                let hi = (Score(max.next_up()), Bytes::default());
+                Iter::BigRange(b.order.range((Bound::Unbounded, Bound::Excluded(hi))))
+            }
+        }
+    }
+
     /// Ascending from rank `i` (descending from it with `.rev()` is not
     /// this: see [`ZSet::down_from`]). O(log n) to start on a big set.
     pub fn from_rank(&self, i: usize) -> Iter<'_> {
@@ -488,6 +501,31 @@ mod tests {
             .map(|(m, s)| (Score(s), m.to_vec()))
             .collect();
         assert_eq!(back, want.iter().rev().cloned().collect::<Vec<_>>());
+        // a score bound starts where a walk from the top would
+        for max in [
+            f64::NEG_INFINITY,
+            -1.5,
+            -0.0,
+            0.0,
+            0.5,
+            3.0,
+            1e9,
+            f64::INFINITY,
+        ] {
+            let got: Vec<(Score, Vec<u8>)> = z
+                .up_to_score(max)
+                .rev()
+                .filter(|(_, s)| Score(*s) <= Score(max))
+                .map(|(m, s)| (Score(s), m.to_vec()))
+                .collect();
+            let want_le: Vec<_> = want
+                .iter()
+                .rev()
+                .filter(|(s, _)| *s <= Score(max))
+                .cloned()
+                .collect();
+            assert_eq!(got, want_le, "up to {max}");
+        }
         // ranges by index start where a walk from the end would
         let n = want.len();
         for i in [0, 1, n / 3, n / 2, n.saturating_sub(1), n, n + 1] {
