@@ -230,24 +230,27 @@ fn config_params(srv: &Server) -> Vec<(&'static str, String)> {
         ("min-replicas-max-lag", rt.min_replicas_max_lag.to_string()),
         ("loglevel", "notice".into()),
     ];
-    // Redis 7.0 still answers to the ziplist names, listed beside the new ones
-    let aliases: Vec<(&'static str, String)> = params
-        .iter()
-        .filter_map(|(name, v)| {
-            let alias = match *name {
-                "hash-max-listpack-entries" => "hash-max-ziplist-entries",
-                "hash-max-listpack-value" => "hash-max-ziplist-value",
-                "zset-max-listpack-entries" => "zset-max-ziplist-entries",
-                "zset-max-listpack-value" => "zset-max-ziplist-value",
-                "list-max-listpack-size" => "list-max-ziplist-size",
-                _ => return None,
-            };
-            Some((alias, v.clone()))
-        })
-        .collect();
-    params.extend(aliases);
+    // listed beside the names they stand for, as Redis 7.0 lists them
+    for (alias, name) in ZIPLIST_ALIASES {
+        if let Some(v) = params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+        {
+            params.push((alias, v));
+        }
+    }
     params
 }
+
+/// Redis 7.0 still answers to the ziplist names (alias, name).
+const ZIPLIST_ALIASES: [(&str, &str); 5] = [
+    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
+    ("hash-max-ziplist-value", "hash-max-listpack-value"),
+    ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
+    ("zset-max-ziplist-value", "zset-max-listpack-value"),
+    ("list-max-ziplist-size", "list-max-listpack-size"),
+];
 
 fn yes_no(v: &[u8]) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_slice() {
@@ -290,6 +293,10 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             .and_then(|s| s.parse::<i64>().ok())
             .ok_or("argument couldn't be parsed into an integer")
     };
+    let name = ZIPLIST_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, n)| n);
     let mut rt = srv.rt.write();
     match name {
         "requirepass" => {
@@ -389,18 +396,10 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             }
         }
         // sets already packed or not stay so; new and growing ones follow these
-        "zset-max-listpack-entries" | "zset-max-ziplist-entries" => {
-            rt.zset_max_listpack_entries = int_range(num()?)? as usize
-        }
-        "zset-max-listpack-value" | "zset-max-ziplist-value" => {
-            rt.zset_max_listpack_value = int_range(num()?)? as usize
-        }
-        "hash-max-listpack-entries" | "hash-max-ziplist-entries" => {
-            rt.hash_max_listpack_entries = int_range(num()?)? as usize
-        }
-        "hash-max-listpack-value" | "hash-max-ziplist-value" => {
-            rt.hash_max_listpack_value = int_range(num()?)? as usize
-        }
+        "zset-max-listpack-entries" => rt.zset_max_listpack_entries = int_range(num()?)? as usize,
+        "zset-max-listpack-value" => rt.zset_max_listpack_value = int_range(num()?)? as usize,
+        "hash-max-listpack-entries" => rt.hash_max_listpack_entries = int_range(num()?)? as usize,
+        "hash-max-listpack-value" => rt.hash_max_listpack_value = int_range(num()?)? as usize,
         "set-max-intset-entries" => rt.set_max_intset_entries = int_range(num()?)? as usize,
         "aof-load-truncated" => rt.aof_load_truncated = yes_no(v)?,
         "rdbcompression" => rt.rdbcompression = yes_no(v)?,
@@ -455,7 +454,7 @@ fn config_set_one(srv: &Server, name: &str, v: &[u8]) -> Result<(), String> {
             }
             return Ok(());
         }
-        "loglevel" | "tcp-keepalive" | "list-max-listpack-size" | "list-max-ziplist-size" => {
+        "loglevel" | "tcp-keepalive" | "list-max-listpack-size" => {
             // accepted for client compatibility; these knobs do not change kvfleet's behaviour yet
         }
         _ => return Err(String::new()),

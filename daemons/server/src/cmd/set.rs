@@ -118,7 +118,7 @@ fn spop(ctx: &mut Ctx<'_, '_>, a: &[&[u8]]) -> CmdResult {
     };
     if count.is_some_and(|c| c >= s.len()) {
         // the whole set, in the order of the union Redis replies with
-        let all: SetVal = s.iter().collect::<Vec<_>>().iter().map(|m| &**m).collect();
+        let all: SetVal = s.iter().collect();
         ctx.db.remove(a[1]);
         ctx.dirty += 1;
         reply_members(ctx, &all);
@@ -237,35 +237,21 @@ fn combine(ctx: &mut Ctx<'_, '_>, keys: &[&[u8]], op: Op) -> Result<SetVal, CmdE
             let mut sets: Vec<&SetVal> = sets.into_iter().flatten().collect();
             sets.sort_by_key(|s| s.len());
             let (first, rest) = sets.split_first().expect("non-empty");
-            let mut out = SetVal::default();
-            for m in first.iter() {
-                if rest.iter().all(|s| s.contains(&m)) {
-                    out.insert(&m);
-                }
-            }
-            out
+            first
+                .iter()
+                .filter(|m| rest.iter().all(|s| s.contains(m)))
+                .collect()
         }
-        Op::Union => {
-            let mut out = SetVal::default();
-            for s in sets.into_iter().flatten() {
-                s.iter().for_each(|m| {
-                    out.insert(&m);
-                });
-            }
-            out
-        }
+        Op::Union => sets.into_iter().flatten().flat_map(|s| s.iter()).collect(),
         Op::Diff => {
             let Some(Some(first)) = sets.first() else {
                 return Ok(SetVal::default());
             };
             let rest: Vec<&SetVal> = sets[1..].iter().flatten().copied().collect();
-            let mut out = SetVal::default();
-            for m in first.iter() {
-                if !rest.iter().any(|s| s.contains(&m)) {
-                    out.insert(&m);
-                }
-            }
-            out
+            first
+                .iter()
+                .filter(|m| !rest.iter().any(|s| s.contains(m)))
+                .collect()
         }
     })
 }

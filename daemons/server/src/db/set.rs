@@ -281,11 +281,12 @@ impl Set {
     }
 }
 
-impl<'a> FromIterator<&'a [u8]> for Set {
-    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(it: I) -> Set {
+/// Built as Redis builds set algebra results: an intset while it can be.
+impl<'a> FromIterator<Member<'a>> for Set {
+    fn from_iter<I: IntoIterator<Item = Member<'a>>>(it: I) -> Set {
         let mut s = Set::default();
         for m in it {
-            s.insert(m);
+            s.insert(&m);
         }
         s
     }
