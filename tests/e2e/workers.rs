@@ -316,8 +316,18 @@ fn busy_polling_is_reported_and_can_be_turned_off() {
     assert_eq!(c.info_field("server", "kvfleet_busy_poll_us"), "0");
 }
 
+/// Replies the first worker held for a burst (decision 0015).
+fn bursts(c: &mut RawClient) -> u64 {
+    let t0 = c.info_field("server", "kvfleet_thread0");
+    let b = t0
+        .split(',')
+        .find_map(|f| f.strip_prefix("bursts="))
+        .unwrap();
+    b.parse().unwrap()
+}
+
 #[test]
-fn a_cpu_quota_turns_busy_polling_off() {
+fn under_a_cpu_quota_no_polling_no_second_worker_and_replies_in_bursts() {
     let srv = kvfleet_server(&["--threads", "2"]);
     let mut c = srv.client();
     assert_eq!(c.info_field("server", "kvfleet_cpu_quota"), "0.00");
@@ -330,17 +340,31 @@ fn a_cpu_quota_turns_busy_polling_off() {
         "0.50",
         Duration::from_secs(5)
     ));
-    // a request-per-round-trip load that polls without a quota: not under one
+    assert_eq!(c.info_field("server", "kvfleet_cpu_quota_bound"), "0");
+    // a request-per-round-trip load that polls without a quota: not under
+    // one; it wants more than half a core, so the quota binds: replies go
+    // out in bursts, and no second worker is woken to share the half core
     let load = loaders(srv.port, 8, |_, mut l, stop| {
         while !stop.load(Relaxed) {
             l.cmd(&[b"SET", b"k", b"v"]);
         }
     });
-    for _ in 0..15 {
+    assert!(c.wait_info(
+        "server",
+        "kvfleet_cpu_quota_bound",
+        "1",
+        Duration::from_secs(5)
+    ));
+    for _ in 0..30 {
         std::thread::sleep(Duration::from_millis(100));
         let t0 = c.info_field("server", "kvfleet_thread0");
         assert!(t0.contains(",polling=0,"), "polling under a quota: {t0}");
+        assert_eq!(c.info_field("server", "kvfleet_threads_active"), "1");
     }
+    assert!(
+        bursts(&mut c) > 0,
+        "no reply held for a burst while quota-bound"
+    );
     load.stop();
     // out of the group: the quota is gone
     drop(group);
@@ -376,14 +400,6 @@ fn a_worker_writing_its_replies_in_bursts_loses_none() {
         }
         (key, n)
     });
-    let bursts = |c: &mut RawClient| -> u64 {
-        let t0 = c.info_field("server", "kvfleet_thread0");
-        let b = t0
-            .split(',')
-            .find_map(|f| f.strip_prefix("bursts="))
-            .unwrap();
-        b.parse().unwrap()
-    };
     let held = eventually(Duration::from_secs(15), || bursts(&mut c) >= 2000);
     for (key, n) in load.stop() {
         assert!(n > 0);

@@ -74,6 +74,13 @@ const POLL_BUSY: f64 = 0.5;
 const POLL_IDLE_CORES: f64 = 0.1;
 /// How often the governor re-reads the cgroup's CPU quota (`crate::quota`).
 const QUOTA_EVERY: Duration = Duration::from_secs(1);
+/// The process used at least this share of its CPU quota over the last
+/// period: the quota is what limits it, every worker counts as saturated
+/// (replies in bursts, decision 0015) and no core is idle for a spread. A
+/// worker capped at half a core reads only 0.93–1.00 busy (time stopped by
+/// the quota inside a task counts, asleep in epoll does not), so the busy
+/// rule alone left it bursting some periods and not others.
+const QUOTA_BOUND: f64 = 0.9;
 
 pub struct Workers {
     handles: OnceLock<Box<[Handle]>>,
@@ -100,6 +107,8 @@ pub struct Workers {
     no_clients: AtomicBool,
     /// The cgroup's CPU quota as last read, millicores; 0: none.
     quota_milli: AtomicU64,
+    /// The process used `QUOTA_BOUND` of its quota over the last period.
+    quota_bound: AtomicBool,
     gov: Mutex<Governor>,
 }
 
@@ -114,6 +123,8 @@ struct Governor {
     busy_total: Vec<Duration>,
     /// `/proc/stat`'s idle and total jiffies at the last tick.
     cpu: Option<(u64, u64)>,
+    /// This process's CPU time at the last tick.
+    used: Duration,
     /// The runtimes' time spent busy polling, at the last tick.
     spun: Duration,
     hot_since: Option<Instant>,
@@ -152,6 +163,7 @@ impl Default for Governor {
             swept: Instant::now(),
             busy_total: Vec::new(),
             cpu: None,
+            used: Duration::ZERO,
             spun: Duration::ZERO,
             hot_since: None,
             cold_since: None,
@@ -188,6 +200,7 @@ impl Workers {
             undone: AtomicU64::new(0),
             no_clients: AtomicBool::new(false),
             quota_milli: AtomicU64::new(0),
+            quota_bound: AtomicBool::new(false),
             gov: Mutex::new(Governor::default()),
         }
     }
@@ -234,6 +247,12 @@ impl Workers {
         self.busy
             .get(rt)
             .is_some_and(|b| b.load(Relaxed) >= self.burst_busy)
+            || (self.burst_busy != u32::MAX && self.quota_bound.load(Relaxed))
+    }
+
+    /// Whether the process used most of its CPU quota over the last period.
+    pub fn quota_bound(&self) -> bool {
+        self.quota_bound.load(Relaxed)
     }
 
     /// Counts a reply held for a burst on runtime `rt`.
@@ -333,6 +352,8 @@ impl Workers {
             .map(|h| h.metrics().worker_total_busy_duration(0))
             .collect();
         let idle = host_idle_cores(&mut g.cpu);
+        let used = process_cpu_time();
+        let used_dt = used.saturating_sub(std::mem::replace(&mut g.used, used));
         let spun = self.polls().map_or(Duration::ZERO, Pollers::spun);
         let spun_dt = spun.saturating_sub(std::mem::replace(&mut g.spun, spun));
         let commands = srv.stats.commands.load(Relaxed);
@@ -349,8 +370,6 @@ impl Workers {
             g.hold_until = None;
             g.hold = HOLD_MIN;
         }
-        // the cores our own polling took would be idle without it
-        let idle = idle.map(|i| i + spun_dt.as_secs_f64() / dt);
         let load: Vec<f64> = totals
             .iter()
             .zip(&g.busy_total)
@@ -377,6 +396,11 @@ impl Workers {
             }
         }
         let quota = Some(self.cpu_quota()).filter(|&q| q > 0.0);
+        // the cores our own polling took would be idle without it; under a
+        // quota, no more than it leaves us
+        let idle = idle.map(|i| i + spun_dt.as_secs_f64() / dt);
+        let (bound, idle) = under_quota(quota, used_dt.as_secs_f64() / dt, idle);
+        self.quota_bound.store(bound, Relaxed);
         if let Some(p) = self.polls() {
             for (i, l) in load.iter().enumerate() {
                 if let Some(p) = p.get(i) {
@@ -610,6 +634,29 @@ fn shift(srv: &Server, from: usize, to: usize, every: usize) {
 /// CPU `quota`.
 fn should_poll(load: f64, idle: Option<f64>, quota: Option<f64>) -> bool {
     quota.is_none() && load >= POLL_BUSY && idle.is_some_and(|i| i >= POLL_IDLE_CORES)
+}
+
+/// Under CPU `quota` (cores), using `rate` cores, with `idle` cores idle on
+/// the host: whether the quota binds (`QUOTA_BOUND`), and the idle cores
+/// that are ours to use (no more than the quota leaves).
+fn under_quota(quota: Option<f64>, rate: f64, idle: Option<f64>) -> (bool, Option<f64>) {
+    match quota {
+        None => (false, idle),
+        Some(q) => (
+            rate >= QUOTA_BOUND * q,
+            idle.map(|i| i.min((q - rate).max(0.0))),
+        ),
+    }
+}
+
+/// CPU time this process has used, every thread (a system call: the vDSO
+/// serves only wall clocks).
+fn process_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Cores idle since the last call, from `/proc/stat` (`None` the first time
@@ -869,6 +916,28 @@ mod tests {
         never.burst(0);
         never.burst(3);
         assert_eq!((never.bursts(0), never.bursts(3)), (1, 0));
+    }
+
+    #[test]
+    fn a_quota_binds_near_its_use_and_leaves_only_its_rest_idle() {
+        // half a core, nearly all used: bound, nothing idle for a spread
+        let (bound, idle) = under_quota(Some(0.5), 0.48, Some(1.2));
+        assert!(bound);
+        assert!(idle.unwrap() < SPREAD_IDLE_CORES, "{idle:?}");
+        // four cores, one used: not bound, the host's idle cores count
+        assert_eq!(under_quota(Some(4.0), 1.0, Some(0.8)), (false, Some(0.8)));
+        assert_eq!(under_quota(Some(4.0), 1.0, Some(3.5)), (false, Some(3.0)));
+        // no quota: the host decides
+        assert_eq!(under_quota(None, 1.9, Some(0.1)), (false, Some(0.1)));
+        // a quota-bound worker bursts whatever its busy share, unless
+        // bursts are off
+        let w = Workers::new(2, true, 0.97);
+        assert!(!w.saturated(0));
+        w.quota_bound.store(true, Relaxed);
+        assert!(w.saturated(0) && w.saturated(1));
+        let never = Workers::new(2, true, 1.5);
+        never.quota_bound.store(true, Relaxed);
+        assert!(!never.saturated(0));
     }
 
     #[test]

@@ -642,9 +642,10 @@ pub fn info_text(srv: &Server, sections: &[&[u8]]) -> String {
         let polls = w.polls();
         let _ = write!(
             o,
-            "kvfleet_busy_poll_us:{}\r\nkvfleet_cpu_quota:{:.2}\r\n",
+            "kvfleet_busy_poll_us:{}\r\nkvfleet_cpu_quota:{:.2}\r\nkvfleet_cpu_quota_bound:{}\r\n",
             polls.map_or(0, |p| p.budget().as_micros()),
-            w.cpu_quota()
+            w.cpu_quota(),
+            u8::from(w.quota_bound())
         );
         for (i, (conns, busy)) in w.snapshot().into_iter().enumerate() {
             let _ = write!(
