@@ -74,12 +74,13 @@ const POLL_BUSY: f64 = 0.5;
 const POLL_IDLE_CORES: f64 = 0.1;
 /// How often the governor re-reads the cgroup's CPU quota (`crate::quota`).
 const QUOTA_EVERY: Duration = Duration::from_secs(1);
-/// The process used at least this share of its CPU quota over the last
-/// period: the quota is what limits it, every worker counts as saturated
-/// (replies in bursts, decision 0015) and no core is idle for a spread. A
-/// worker capped at half a core reads only 0.93–1.00 busy (time stopped by
-/// the quota inside a task counts, asleep in epoll does not), so the busy
-/// rule alone left it bursting some periods and not others.
+/// The workers' busy shares over the last period sum to at least this share
+/// of the CPU quota: the quota is what limits the process, every worker
+/// counts as saturated (replies in bursts, decision 0015) and no core is
+/// idle for a spread. A worker capped at half a core reads only 0.93–1.00
+/// busy (time stopped by the quota inside a task counts, asleep in epoll
+/// does not), so the busy rule alone left it bursting some periods and not
+/// others.
 const QUOTA_BOUND: f64 = 0.9;
 
 pub struct Workers {
@@ -123,8 +124,6 @@ struct Governor {
     busy_total: Vec<Duration>,
     /// `/proc/stat`'s idle and total jiffies at the last tick.
     cpu: Option<(u64, u64)>,
-    /// This process's CPU time at the last tick.
-    used: Duration,
     /// The runtimes' time spent busy polling, at the last tick.
     spun: Duration,
     hot_since: Option<Instant>,
@@ -163,7 +162,6 @@ impl Default for Governor {
             swept: Instant::now(),
             busy_total: Vec::new(),
             cpu: None,
-            used: Duration::ZERO,
             spun: Duration::ZERO,
             hot_since: None,
             cold_since: None,
@@ -352,8 +350,6 @@ impl Workers {
             .map(|h| h.metrics().worker_total_busy_duration(0))
             .collect();
         let idle = host_idle_cores(&mut g.cpu);
-        let used = process_cpu_time();
-        let used_dt = used.saturating_sub(std::mem::replace(&mut g.used, used));
         let spun = self.polls().map_or(Duration::ZERO, Pollers::spun);
         let spun_dt = spun.saturating_sub(std::mem::replace(&mut g.spun, spun));
         let commands = srv.stats.commands.load(Relaxed);
@@ -397,9 +393,12 @@ impl Workers {
         }
         let quota = Some(self.cpu_quota()).filter(|&q| q > 0.0);
         // the cores our own polling took would be idle without it; under a
-        // quota, no more than it leaves us
+        // quota, no more than it leaves us. The workers' busy time stands in
+        // for the CPU they used: never less (time the quota stopped a task
+        // counts), and no clock to read (rustix's CPU clock goes through its
+        // own vDSO parser, which crashes under valgrind)
         let idle = idle.map(|i| i + spun_dt.as_secs_f64() / dt);
-        let (bound, idle) = under_quota(quota, used_dt.as_secs_f64() / dt, idle);
+        let (bound, idle) = under_quota(quota, load.iter().sum(), idle);
         self.quota_bound.store(bound, Relaxed);
         if let Some(p) = self.polls() {
             for (i, l) in load.iter().enumerate() {
@@ -636,27 +635,17 @@ fn should_poll(load: f64, idle: Option<f64>, quota: Option<f64>) -> bool {
     quota.is_none() && load >= POLL_BUSY && idle.is_some_and(|i| i >= POLL_IDLE_CORES)
 }
 
-/// Under CPU `quota` (cores), using `rate` cores, with `idle` cores idle on
-/// the host: whether the quota binds (`QUOTA_BOUND`), and the idle cores
+/// Under CPU `quota` (cores), the workers `busy` (their busy shares
+/// summed), with `idle` cores idle on the host: whether the quota binds (`QUOTA_BOUND`), and the idle cores
 /// that are ours to use (no more than the quota leaves).
-fn under_quota(quota: Option<f64>, rate: f64, idle: Option<f64>) -> (bool, Option<f64>) {
+fn under_quota(quota: Option<f64>, busy: f64, idle: Option<f64>) -> (bool, Option<f64>) {
     match quota {
         None => (false, idle),
         Some(q) => (
-            rate >= QUOTA_BOUND * q,
-            idle.map(|i| i.min((q - rate).max(0.0))),
+            busy >= QUOTA_BOUND * q,
+            idle.map(|i| i.min((q - busy).max(0.0))),
         ),
     }
-}
-
-/// CPU time this process has used, every thread (a system call: the vDSO
-/// serves only wall clocks).
-fn process_cpu_time() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    Duration::new(
-        t.tv_sec.max(0) as u64,
-        t.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
 }
 
 /// Cores idle since the last call, from `/proc/stat` (`None` the first time
@@ -920,10 +909,14 @@ mod tests {
 
     #[test]
     fn a_quota_binds_near_its_use_and_leaves_only_its_rest_idle() {
-        // half a core, nearly all used: bound, nothing idle for a spread
-        let (bound, idle) = under_quota(Some(0.5), 0.48, Some(1.2));
-        assert!(bound);
-        assert!(idle.unwrap() < SPREAD_IDLE_CORES, "{idle:?}");
+        // half a core: a worker busy through it (or stopped by it) is bound
+        // and leaves nothing idle for a spread
+        for busy in [0.46, 0.95] {
+            let (bound, idle) = under_quota(Some(0.5), busy, Some(1.2));
+            assert!(bound, "{busy}");
+            assert!(idle.unwrap() < SPREAD_IDLE_CORES, "{idle:?}");
+        }
+        assert_eq!(under_quota(Some(0.5), 0.3, Some(1.2)), (false, Some(0.2)));
         // four cores, one used: not bound, the host's idle cores count
         assert_eq!(under_quota(Some(4.0), 1.0, Some(0.8)), (false, Some(0.8)));
         assert_eq!(under_quota(Some(4.0), 1.0, Some(3.5)), (false, Some(3.0)));
