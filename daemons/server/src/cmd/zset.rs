@@ -136,6 +136,14 @@ fn lex_le(m: &[u8], max: &LexBound) -> bool {
     }
 }
 
+/// The member a bound names (none for `-` and `+`).
+fn lex_member(b: &LexBound) -> Option<&[u8]> {
+    match b {
+        LexBound::Incl(x) | LexBound::Excl(x) => Some(x),
+        LexBound::Min | LexBound::Max => None,
+    }
+}
+
 enum RangeBy {
     Rank(i64, i64),
     Score(ScoreBound, ScoreBound),
@@ -187,8 +195,11 @@ fn range_visit(z: &ZSet, r: &RangeReq, mut f: impl FnMut(&[u8], f64)) {
             }
         }
         RangeBy::Lex(min, max) => {
+            // start at the bound where the set allows it (one score, big)
             if r.rev {
-                z.iter()
+                lex_member(max)
+                    .and_then(|x| z.up_to_member(x))
+                    .unwrap_or_else(|| z.iter())
                     .rev()
                     .skip_while(|(m, _)| !lex_le(m, max))
                     .take_while(|(m, _)| lex_ge(m, min))
@@ -196,7 +207,9 @@ fn range_visit(z: &ZSet, r: &RangeReq, mut f: impl FnMut(&[u8], f64)) {
                     .take(take)
                     .for_each(|(m, s)| f(m, s));
             } else {
-                z.iter()
+                lex_member(min)
+                    .and_then(|x| z.from_member(x))
+                    .unwrap_or_else(|| z.iter())
                     .skip_while(|(m, _)| !lex_ge(m, min))
                     .take_while(|(m, _)| lex_le(m, max))
                     .skip(off)

@@ -193,6 +193,37 @@ impl ZSet {
         }
     }
 
+    /// Ascending from the first member `min` or more by bytes, on a big set
+    /// whose members all have one score — the premise of lex ranges, under
+    /// which the (score, member) order is the members' order: O(log n) to
+    /// start. `None` for a packed set or mixed scores (walk from an end).
+    pub fn from_member(&self, min: &[u8]) -> Option<Iter<'_>> {
+        let (b, s) = self.one_score()?;
+        let lo = (s, Bytes::from(min));
+        Some(Iter::BigRange(
+            b.order.range((Bound::Included(lo), Bound::Unbounded)),
+        ))
+    }
+
+    /// The members `max` or less by bytes, ascending (ZREVRANGEBYLEX walks
+    /// it from the back); `None` as for [`ZSet::from_member`].
+    pub fn up_to_member(&self, max: &[u8]) -> Option<Iter<'_>> {
+        let (b, s) = self.one_score()?;
+        let hi = (s, Bytes::from(max));
+        Some(Iter::BigRange(
+            b.order.range((Bound::Unbounded, Bound::Included(hi))),
+        ))
+    }
+
+    /// A big set's one score, if its first and last members (so all) share it.
+    fn one_score(&self) -> Option<(&Big, Score)> {
+        let Repr::Big(b) = &self.0 else {
+            return None;
+        };
+        let (first, last) = (b.order.first()?, b.order.last()?);
+        (first.0 == last.0).then_some((b, first.0))
+    }
+
     /// Ascending from rank `i` (descending from it with `.rev()` is not
     /// this: see [`ZSet::down_from`]). O(log n) to start on a big set.
     pub fn from_rank(&self, i: usize) -> Iter<'_> {
@@ -624,5 +655,50 @@ mod tests {
         assert_eq!(z.from_score(-0.0).next(), Some((&b"d"[..], 0.0)));
         assert_eq!(z.from_score(10.0).next(), None);
         assert_eq!(z.get_index(3), Some((&b"a"[..], 9.0)));
+    }
+
+    #[test]
+    fn lex_bounds_start_in_place_only_on_a_big_one_score_set() {
+        let mut z = ZSet::default();
+        let members: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("k{:04}", i * 3).into_bytes())
+            .collect();
+        for m in &members {
+            z.insert(m, 0.0);
+        }
+        // one -0 among the zeros is still one score
+        z.insert(b"k0001", -0.0);
+        let mut all: Vec<Vec<u8>> = z.iter().map(|(m, _)| m.to_vec()).collect();
+        all.sort();
+        assert_eq!(z.iter().map(|(m, _)| m.to_vec()).collect::<Vec<_>>(), all);
+        for b in [
+            &b""[..],
+            b"k",
+            b"k0001",
+            b"k0450",
+            b"k0451",
+            b"k0897",
+            b"k9",
+            b"z",
+        ] {
+            let up: Vec<Vec<u8>> = z.from_member(b).unwrap().map(|(m, _)| m.to_vec()).collect();
+            let want: Vec<Vec<u8>> = all.iter().filter(|m| &m[..] >= b).cloned().collect();
+            assert_eq!(up, want, "from {:?}", String::from_utf8_lossy(b));
+            let down: Vec<Vec<u8>> = z
+                .up_to_member(b)
+                .unwrap()
+                .rev()
+                .map(|(m, _)| m.to_vec())
+                .collect();
+            let want: Vec<Vec<u8>> = all.iter().rev().filter(|m| &m[..] <= b).cloned().collect();
+            assert_eq!(down, want, "down from {:?}", String::from_utf8_lossy(b));
+        }
+        // mixed scores: no shortcut (the order is not the members')
+        z.insert(b"k0002", 1.0);
+        assert!(z.from_member(b"k").is_none() && z.up_to_member(b"k").is_none());
+        // packed: walked from an end
+        let mut small = ZSet::default();
+        small.insert(b"a", 0.0);
+        assert!(small.is_packed() && small.from_member(b"a").is_none());
     }
 }
