@@ -3,6 +3,7 @@
 //! the STORE variants and the REMRANGE commands.
 
 use crate::db::Bytes;
+use std::ops::Bound;
 
 use super::{
     CmdError, CmdResult, Ctx, Handler, NOT_FLOAT, SYNTAX, WRONGTYPE, clamp_range, cursor_arg, err,
@@ -228,11 +229,44 @@ fn range_items(z: &ZSet, r: &RangeReq) -> Items {
 }
 
 fn range_count(ctx: &mut Ctx<'_, '_>, key: &[u8], r: &RangeReq) -> Result<usize, CmdError> {
-    let mut n = 0;
-    if let Some(z) = ctx.db.zset(key)? {
+    let Some(z) = ctx.db.zset(key)? else {
+        return Ok(0);
+    };
+    // a big set counts by rank where it can (ZCOUNT, ZLEXCOUNT)
+    let counted = match (&r.by, r.limit) {
+        (RangeBy::Score(min, max), None) => z.count_scores((min.v, min.excl), (max.v, max.excl)),
+        (RangeBy::Lex(min, max), None) => match (lex_start(min), lex_end(max)) {
+            (Some(lo), Some(hi)) => z.count_members(lo, hi),
+            _ => Some(0),
+        },
+        _ => None,
+    };
+    Ok(counted.unwrap_or_else(|| {
+        let mut n = 0;
         range_visit(z, r, |_, _| n += 1);
+        n
+    }))
+}
+
+/// A lex range's lower end as a bound on members; `None`: nothing is
+/// above it (`+`).
+fn lex_start(b: &LexBound) -> Option<Bound<&[u8]>> {
+    match b {
+        LexBound::Min => Some(Bound::Unbounded),
+        LexBound::Max => None,
+        LexBound::Incl(x) => Some(Bound::Included(x)),
+        LexBound::Excl(x) => Some(Bound::Excluded(x)),
     }
-    Ok(n)
+}
+
+/// A lex range's upper end; `None`: nothing is below it (`-`).
+fn lex_end(b: &LexBound) -> Option<Bound<&[u8]>> {
+    match b {
+        LexBound::Min => None,
+        LexBound::Max => Some(Bound::Unbounded),
+        LexBound::Incl(x) => Some(Bound::Included(x)),
+        LexBound::Excl(x) => Some(Bound::Excluded(x)),
+    }
 }
 
 fn zset_items(ctx: &mut Ctx<'_, '_>, key: &[u8], r: &RangeReq) -> Result<Items, CmdError> {

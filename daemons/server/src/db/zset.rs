@@ -49,6 +49,21 @@ impl Ord for Score {
     }
 }
 
+/// Entries of `b`'s order between two bounds (none when they cross).
+fn count_between(b: &Big, lo: Bound<(Score, Bytes)>, hi: Bound<(Score, Bytes)>) -> usize {
+    use Bound::{Excluded, Included};
+    let crossed = match (&lo, &hi) {
+        (Included(l), Included(h)) => l > h,
+        (Included(l) | Excluded(l), Included(h) | Excluded(h)) => l >= h,
+        _ => false,
+    };
+    if crossed {
+        0
+    } else {
+        b.order.range((lo, hi)).len()
+    }
+}
+
 /// Sorted set: packed while small, a map plus an ordered set once big. The
 /// ordered set counts its subtrees, so a rank (ZRANK, ZRANGE by index) is
 /// found in O(log n), as Redis's skiplist spans find it.
@@ -213,6 +228,36 @@ impl ZSet {
         Some(Iter::BigRange(
             b.order.range((Bound::Unbounded, Bound::Included(hi))),
         ))
+    }
+
+    /// How many members score from `min` to `max`, each bound exclusive
+    /// or not: O(log n) on a big set (the tree counts its subtrees), as
+    /// Redis counts by rank; `None` for a packed set (walk it).
+    pub fn count_scores(&self, min: (f64, bool), max: (f64, bool)) -> Option<usize> {
+        let Repr::Big(b) = &self.0 else {
+            return None;
+        };
+        // (score, "") sorts before every member of that score
+        let key = |v: f64| (Score(v), Bytes::default());
+        let lo = match min {
+            (v, true) if v == f64::INFINITY => return Some(0),
+            (v, true) => Bound::Included(key(v.next_up())),
+            (v, false) => Bound::Included(key(v)),
+        };
+        let hi = match max {
+            (v, false) if v == f64::INFINITY => Bound::Unbounded,
+            (v, false) => Bound::Excluded(key(v.next_up())),
+            (v, true) => Bound::Excluded(key(v)),
+        };
+        Some(count_between(b, lo, hi))
+    }
+
+    /// How many members lie between two member bounds, on a big one-score
+    /// set (lex ranges' premise, see [`ZSet::from_member`]): O(log n).
+    pub fn count_members(&self, min: Bound<&[u8]>, max: Bound<&[u8]>) -> Option<usize> {
+        let (b, s) = self.one_score()?;
+        let key = |m: Bound<&[u8]>| m.map(|m| (s, Bytes::from(m)));
+        Some(count_between(b, key(min), key(max)))
     }
 
     /// A big set's one score, if its first and last members (so all) share it.
@@ -557,6 +602,25 @@ mod tests {
                 .collect();
             assert_eq!(got, want_le, "up to {max}");
         }
+        // counts by rank equal a count of the walk, every bound both ways
+        let bounds = [f64::NEG_INFINITY, -3.0, -0.0, 0.0, 1.5, 2.5, f64::INFINITY];
+        for (&lo, &hi) in bounds
+            .iter()
+            .flat_map(|a| bounds.iter().map(move |b| (a, b)))
+        {
+            for (lx, hx) in [(false, false), (true, false), (false, true), (true, true)] {
+                let inside = |s: &Score| {
+                    (if lx { *s > Score(lo) } else { *s >= Score(lo) })
+                        && (if hx { *s < Score(hi) } else { *s <= Score(hi) })
+                };
+                let want_n = want.iter().filter(|(s, _)| inside(s)).count();
+                if let Some(n) = z.count_scores((lo, lx), (hi, hx)) {
+                    assert_eq!(n, want_n, "count ({lo}, {lx}) .. ({hi}, {hx})");
+                } else {
+                    assert!(z.is_packed());
+                }
+            }
+        }
         // ranges by index start where a walk from the end would
         let n = want.len();
         for i in [0, 1, n / 3, n / 2, n.saturating_sub(1), n, n + 1] {
@@ -657,6 +721,14 @@ mod tests {
         assert_eq!(z.get_index(3), Some((&b"a"[..], 9.0)));
     }
 
+    fn bs(b: &[u8], incl: bool) -> Bound<&[u8]> {
+        if incl {
+            Bound::Included(b)
+        } else {
+            Bound::Excluded(b)
+        }
+    }
+
     #[test]
     fn lex_bounds_start_in_place_only_on_a_big_one_score_set() {
         let mut z = ZSet::default();
@@ -693,6 +765,22 @@ mod tests {
             let want: Vec<Vec<u8>> = all.iter().rev().filter(|m| &m[..] <= b).cloned().collect();
             assert_eq!(down, want, "down from {:?}", String::from_utf8_lossy(b));
         }
+        for lo in [&b"k0003"[..], b"k0004", b"k0450", b"k9"] {
+            for hi in [&b"k0003"[..], b"k0450", b"k0451", b"z"] {
+                for (li, hi_incl) in [(true, true), (true, false), (false, true), (false, false)] {
+                    let want = all
+                        .iter()
+                        .filter(|m| if li { &m[..] >= lo } else { &m[..] > lo })
+                        .filter(|m| if hi_incl { &m[..] <= hi } else { &m[..] < hi })
+                        .count();
+                    assert_eq!(z.count_members(bs(lo, li), bs(hi, hi_incl)), Some(want));
+                }
+            }
+        }
+        assert_eq!(
+            z.count_members(Bound::Unbounded, Bound::Unbounded),
+            Some(z.len())
+        );
         // mixed scores: no shortcut (the order is not the members')
         z.insert(b"k0002", 1.0);
         assert!(z.from_member(b"k").is_none() && z.up_to_member(b"k").is_none());
