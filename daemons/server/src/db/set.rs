@@ -344,13 +344,8 @@ mod tests {
 
     #[test]
     fn random_operations_agree_with_a_model() {
-        let mut rng = 0x2545F4914F6CDD1Du64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = fastrand::Rng::with_seed(0x2545F4914F6CDD1D);
+        let mut next = |n: u64| rng.u64(..n);
         let mut s = Set::default();
         let mut model = BTreeSet::new();
         for _ in 0..20000 {
